@@ -1,0 +1,124 @@
+"""OTP supervision for pykka actors.
+
+``supervisors`` gives pykka what Erlang/OTP processes have and pykka lacks:
+crashes as exits with reasons, links and monitors with death notices delivered as
+messages, names that survive restarts, supervisors with ``one_for_one`` /
+``one_for_all`` / ``rest_for_one`` strategies and restart intensity, dynamic and
+task supervisors, ordered shutdown, kill, and a view of the tree.
+
+Quick start::
+
+    import supervisors as sv
+
+    class Counter(sv.Actor):
+        def on_start(self):
+            self.n = 0
+
+        def on_receive(self, message):
+            if message == "incr":
+                self.n += 1
+            return self.n
+
+    root = sv.Supervisor.start(
+        [sv.ChildSpec(id="counter", start=Counter.start, name="counter")], name="root"
+    )
+    sv.named("counter").ask("incr")
+    print(sv.format_tree("root"))
+    sv.stop(root)
+
+See ``docs/supervisors.md`` for the OTP-to-Python mapping.
+"""
+
+from supervisors._actor import Actor, actor_of, spawn_options
+from supervisors._dynamic import DynamicSupervisor
+from supervisors._errors import (
+    ActorDeadError,
+    AlreadyStarted,
+    NoProc,
+    StartError,
+    SupervisorError,
+    TaskFailed,
+    Timeout,
+)
+from supervisors._introspect import Status, TreeNode, format_tree, get_state, get_status, tree
+from supervisors._lifecycle import kill, stop
+from supervisors._messages import (
+    Down,
+    Exit,
+    ExitSignal,
+    MonitorRef,
+    Ok,
+    Reason,
+    TaskResult,
+    is_normal,
+)
+from supervisors._registry import (
+    NamedRef,
+    named,
+    register,
+    registered,
+    unregister,
+    wait_for_name,
+    whereis,
+)
+from supervisors._spec import ChildCounts, ChildInfo, ChildSpec
+from supervisors._supervisor import (
+    Supervisor,
+    count_children,
+    delete_child,
+    restart_child,
+    start_child,
+    terminate_child,
+    which_children,
+)
+from supervisors._task import Task, TaskSupervisor, async_nolink, async_stream
+
+__all__ = [
+    "ActorDeadError",
+    "Actor",
+    "AlreadyStarted",
+    "ChildCounts",
+    "ChildInfo",
+    "ChildSpec",
+    "Down",
+    "DynamicSupervisor",
+    "Exit",
+    "ExitSignal",
+    "MonitorRef",
+    "NamedRef",
+    "NoProc",
+    "Ok",
+    "Reason",
+    "StartError",
+    "Status",
+    "Supervisor",
+    "SupervisorError",
+    "Task",
+    "TaskFailed",
+    "TaskResult",
+    "TaskSupervisor",
+    "Timeout",
+    "TreeNode",
+    "actor_of",
+    "async_nolink",
+    "async_stream",
+    "count_children",
+    "delete_child",
+    "format_tree",
+    "get_state",
+    "get_status",
+    "is_normal",
+    "kill",
+    "named",
+    "register",
+    "registered",
+    "restart_child",
+    "spawn_options",
+    "start_child",
+    "stop",
+    "terminate_child",
+    "tree",
+    "unregister",
+    "wait_for_name",
+    "whereis",
+]

@@ -1,0 +1,693 @@
+"""The :class:`Actor` base class: a pykka ``ThreadingActor`` with OTP process semantics.
+
+What it changes from pykka (see ``docs/supervisors.md``):
+
+* **A crash is a crash.** An unhandled exception in any handler ends the actor,
+  whether the message came by ``tell`` or ``ask`` (the asker also gets the
+  exception). An exception in ``on_start`` is a start failure: :meth:`Actor.start`
+  raises :class:`StartError` in the caller. A ``BaseException`` (``SystemExit``...)
+  ends only this actor, never the whole process's actors.
+* **Death is observable.** Every actor ends exactly once with a reason; monitors
+  receive :class:`Down` messages, linked actors receive :class:`ExitSignal`
+  messages (or die with it), and the registered name is released first.
+* **No ask is left hanging.** The inbox is closed under a lock at death and
+  everything in it, and everything sent afterwards, is answered with
+  :class:`pykka.ActorDeadError` (this closes pykka's ``is_alive``/``put`` race).
+* **Kill.** :meth:`Actor._kill` (``supervisors.kill``) ends an actor at once from
+  any thread. Python cannot stop a thread, so a thread busy in a handler is
+  abandoned (it is a daemon thread) and exits at its next message boundary without
+  running anything more.
+* :meth:`Actor.start` returns only after ``on_start`` finished.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import pykka
+from pykka import ActorDeadError, ActorRef, ActorRegistry, Timeout
+from pykka.messages import _ActorStop
+
+from supervisors import _registry
+from supervisors._errors import NoProc, StartError
+from supervisors._log import describe_reason, logger
+from supervisors._messages import Down, ExitSignal, MonitorRef, Reason, is_normal
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from pykka._envelope import Envelope
+
+__all__ = ["Actor", "actor_of", "spawn_options"]
+
+
+# --------------------------------------------------------------------------- inbox
+
+
+class _Wake:
+    """Sentinel put straight into a closed inbox to wake an actor thread that was killed."""
+
+
+def _dead_error(ref_text: str) -> BaseException:
+    return ActorDeadError(f"{ref_text} stopped before handling the message")
+
+
+def _fail(envelope: Envelope[Any], error: BaseException) -> None:
+    """Answer ``envelope``'s asker with ``error``; a no-op if it was answered already."""
+    future = envelope.reply_to
+    if future is None:
+        return
+    try:
+        if isinstance(envelope.message, _ActorStop):
+            future.set(None)  # ``ref.stop()`` on a stopping actor: it is stopped.
+        else:
+            future.set_exception(exc_info=(type(error), error, error.__traceback__))
+    except queue.Full:
+        pass
+
+
+class _Inbox:
+    """The actor's mailbox: a FIFO that is closed, atomically, when the actor dies.
+
+    ``put`` and ``close_and_drain`` share one lock, so every envelope is either
+    drained by the dying actor or rejected at ``put``: an ask is always answered.
+    Thread-safe.
+    """
+
+    __slots__ = ("_lock", "_q", "closed", "owner")
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.closed = False
+        self.owner = "actor"
+
+    def put(self, envelope: Envelope[Any], /) -> None:
+        with self._lock:
+            if not self.closed:
+                self._q.put(envelope)
+                return
+        _fail(envelope, _dead_error(self.owner))
+
+    def get(self, timeout: float | None = None) -> Envelope[Any]:
+        return self._q.get(timeout=timeout)
+
+    def empty(self) -> bool:
+        return self._q.empty()
+
+    def qsize(self) -> int:
+        return self._q.qsize()
+
+    def wake(self) -> None:
+        """Unblock a thread waiting in ``get`` even when closed (used by kill)."""
+        self._q.put(_Wake)
+
+    def close_and_drain(self) -> list[Envelope[Any]]:
+        with self._lock:
+            self.closed = True
+        drained: list[Envelope[Any]] = []
+        while True:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                return drained
+            if item is not _Wake:
+                drained.append(item)
+
+
+# ------------------------------------------------------------------- spawn options
+
+
+@dataclass
+class _SpawnOptions:
+    name: str | None = None
+    link: Actor | None = None
+    restarts: int = 0
+    consumed: bool = False
+
+
+_spawn_local = threading.local()
+
+
+class spawn_options:  # noqa: N801 - used as a context manager, reads like a function
+    """Context manager: options for the next :meth:`Actor.start` in this thread.
+
+    Supervisors use it to register a child's name and link it to themselves
+    *before* the child's thread runs, so no crash can slip between start and link.
+    Only the first ``Actor.start`` call in the block takes the options.
+    """
+
+    def __init__(self, *, name: str | None = None, link: Actor | None = None, restarts: int = 0):
+        self.options = _SpawnOptions(name=name, link=link, restarts=restarts)
+        self._previous: _SpawnOptions | None = None
+
+    def __enter__(self) -> _SpawnOptions:
+        self._previous = getattr(_spawn_local, "options", None)
+        _spawn_local.options = self.options
+        return self.options
+
+    def __exit__(self, *exc: object) -> None:
+        _spawn_local.options = self._previous
+
+
+def _take_spawn_options() -> _SpawnOptions | None:
+    options: _SpawnOptions | None = getattr(_spawn_local, "options", None)
+    if options is None or options.consumed:
+        return None
+    options.consumed = True
+    return options
+
+
+# ------------------------------------------------------------------------ watchers
+
+
+class _ActorWatcher:
+    """Delivers notifications to an actor as ordinary messages."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: ActorRef[Any]) -> None:
+        self.ref = ref
+
+    def __call__(self, message: Any) -> None:
+        try:
+            self.ref.tell(message)
+        except ActorDeadError:
+            pass
+
+
+class _SelfExit(BaseException):  # noqa: N818 - control flow, never escapes the loop
+    """Raised by :meth:`Actor.exit` to leave the handler and end the actor with a reason."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Killed(BaseException):  # noqa: N818 - control flow, never escapes the loop
+    """Unwinds the thread of an actor that was killed while inside ``receive``."""
+
+
+def actor_of(ref: ActorRef[Any]) -> Actor | None:
+    """Return the :class:`Actor` behind ``ref``, or ``None`` if it is gone or not ours."""
+    actor = ref._actor_weakref()  # noqa: SLF001
+    return actor if isinstance(actor, Actor) else None
+
+
+# --------------------------------------------------------------------------- actor
+
+
+class Actor(pykka.ThreadingActor):
+    """A pykka ``ThreadingActor`` that behaves like an OTP process.
+
+    Subclass it as you would ``pykka.ThreadingActor`` (``on_start``, ``on_receive``,
+    ``on_stop``, ``on_failure``, proxy methods). Differences:
+
+    * ``start()`` blocks until ``on_start`` has finished (bounded by
+      :attr:`start_timeout`) and raises :class:`StartError` if it failed.
+    * Any exception escaping a handler, for ``tell`` *and* ``ask``, crashes the
+      actor: the asker receives the exception, then the actor ends with the
+      exception as its exit reason, ``on_failure`` runs (``on_stop`` does not),
+      monitors get :class:`Down` and links get :class:`ExitSignal`.
+    * ``self.monitor(ref)``, ``self.demonitor(mref)``, ``self.link(ref)``,
+      ``self.unlink(ref)``; set ``trap_exits = True`` to receive linked exits as
+      messages instead of dying with them.
+    * ``self.receive(match, timeout)`` waits, inside a handler, for a specific
+      message (selective receive); other messages keep their order.
+    * ``self.exit(reason)`` ends the actor now with ``reason``.
+    * Threads are daemon threads: an abandoned (killed) actor never keeps the
+      interpreter alive.
+
+    Threading: hooks and handlers run in the actor's own thread; ``__init__`` runs
+    in the thread that called ``start()``.
+    """
+
+    trap_exits: ClassVar[bool] = False
+    """If ``True``, exits of linked actors arrive as :class:`ExitSignal` messages."""
+
+    use_daemon_thread: ClassVar[bool] = True
+
+    actor_inbox: _Inbox  # type: ignore[assignment]
+
+    start_timeout: ClassVar[float] = 30.0
+    """Seconds ``start()`` waits for ``on_start``; past it the actor is killed and
+    :class:`StartError` (reason ``"timeout"``) raised."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.actor_inbox.owner = f"{type(self).__name__} ({self.actor_urn})"
+        self._sv_lock = threading.Lock()
+        self._sv_terminated = False
+        self._sv_killed = False
+        self._sv_exit_reason: Reason | None = None
+        self._sv_links: dict[str, Actor] = {}
+        self._sv_watchers: dict[MonitorRef, Callable[[Any], None]] = {}
+        self._sv_monitoring: dict[MonitorRef, Actor | None] = {}
+        self._sv_flushed: set[MonitorRef] = set()
+        self._sv_stash: deque[Envelope[Any]] = deque()
+        self._sv_current: Envelope[Any] | None = None
+        self._sv_started = threading.Event()
+        self._sv_start_error: BaseException | str | None = None
+        self._sv_name: str | None = None
+        self._sv_restarts = 0
+        self._sv_parent_urn: str | None = None
+        self._sv_thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ starting
+
+    @staticmethod
+    def _create_actor_inbox() -> _Inbox:  # type: ignore[override]
+        return _Inbox()
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> ActorRef[Self]:
+        """Create the actor, run ``on_start`` in its thread, and return its ref.
+
+        Blocks until ``on_start`` returned (at most :attr:`start_timeout` seconds).
+        Arguments go to ``__init__``. Inside a :class:`spawn_options` block the
+        actor is also registered under a name and linked to a parent before its
+        thread starts.
+
+        Raises:
+            StartError: ``on_start`` raised (the exception is ``reason`` and
+                ``__cause__``) or timed out; the actor is dead.
+            AlreadyStarted: the requested name is bound to a live actor.
+        """
+        options = _take_spawn_options()
+        obj = cls(*args, **kwargs)
+        ref = obj.actor_ref
+        if options is not None:
+            obj._sv_restarts = options.restarts
+        ActorRegistry.register(ref)
+        if options is not None:
+            if options.name is not None:
+                try:
+                    _registry.register(options.name, ref)
+                except BaseException:
+                    ActorRegistry.unregister(ref)
+                    obj.actor_stopped.set()
+                    raise
+            if options.link is not None:
+                obj._sv_parent_urn = options.link.actor_urn
+                obj._sv_add_link(options.link)
+                if not options.link._sv_add_link(obj):
+                    obj._sv_links.clear()
+                    obj._sv_terminate("noproc")
+                    raise StartError(str(obj), "parent_dead")
+        obj._start_actor_loop()
+        if not obj._sv_started.wait(cls.start_timeout):
+            obj._kill("killed")
+            raise StartError(str(obj), "timeout")
+        error = obj._sv_start_error
+        if error is not None:
+            if isinstance(error, BaseException):
+                raise StartError(str(obj), error) from error
+            raise StartError(str(obj), error)
+        return ref
+
+    def _start_actor_loop(self) -> None:
+        name = self._sv_name or type(self).__name__
+        thread = threading.Thread(target=self._actor_loop, name=f"sv:{name}", daemon=True)
+        self._sv_thread = thread
+        thread.start()
+
+    # --------------------------------------------------------------------- loop
+
+    def _actor_loop(self) -> None:
+        try:
+            self.on_start()
+        except _SelfExit as exit_:
+            self._sv_start_error = exit_.reason
+            self._sv_links.clear()  # the starter hears it from start(); links stay quiet
+            self._sv_terminate(exit_.reason)
+            self._sv_started.set()
+            return
+        except BaseException as exc:  # noqa: BLE001 - every failure is a start error
+            self._sv_start_error = exc
+            logger.error(
+                "start_error",
+                actor=str(self),
+                reason=describe_reason(exc),
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+            self._sv_links.clear()
+            self._sv_terminate(exc)
+            self._sv_started.set()
+            return
+        self._sv_started.set()
+        if self._sv_killed:
+            return
+        self._sv_run()
+
+    def _sv_next(self) -> Envelope[Any]:
+        if self._sv_stash:
+            return self._sv_stash.popleft()
+        return self.actor_inbox.get()
+
+    def _sv_run(self) -> None:  # noqa: C901 - the one place that defines message handling
+        stop_envelope: Envelope[Any] | None = None
+        crash_envelope: Envelope[Any] | None = None
+        reason: Reason = "normal"
+        crashed = False
+        exc_info: tuple[type[BaseException], BaseException, TracebackType | None] | None = None
+        flushed = self._sv_flushed
+        while True:
+            envelope = self._sv_next()
+            if self._sv_killed:
+                if envelope is not _Wake:
+                    _fail(envelope, _dead_error(str(self)))
+                return
+            if envelope is _Wake:
+                continue
+            message = envelope.message
+            if isinstance(message, _ActorStop):
+                stop_envelope = envelope
+                break
+            if isinstance(message, _StopWith):
+                reason = message.reason
+                stop_envelope = envelope
+                break
+            if flushed and isinstance(message, Down) and message.ref in flushed:
+                flushed.discard(message.ref)
+                continue
+            self._sv_current = envelope
+            try:
+                result = self._handle_receive(message)
+            except _SelfExit as exit_:
+                self._sv_current = None
+                if self._sv_killed:
+                    _fail(envelope, _dead_error(str(self)))
+                    return
+                stop_envelope = envelope  # answered (with None) after termination
+                reason = exit_.reason
+                crashed = not is_normal(reason)
+                break
+            except _Killed:
+                _fail(envelope, _dead_error(str(self)))
+                return
+            except BaseException as exc:  # noqa: BLE001 - OTP: any escape is a crash
+                self._sv_current = None
+                if self._sv_killed:
+                    _fail(envelope, _dead_error(str(self)))
+                    return
+                # The asker hears of the crash after the actor is gone (as a
+                # gen_server caller does): answered below, after termination.
+                crash_envelope = envelope
+                reason = exc
+                crashed = True
+                exc_info = (type(exc), exc, exc.__traceback__)
+                break
+            self._sv_current = None
+            if self._sv_killed:
+                _fail(envelope, _dead_error(str(self)))
+                return
+            if envelope.reply_to is not None:
+                try:
+                    envelope.reply_to.set(result)
+                except queue.Full:
+                    pass
+
+        if crashed:
+            logger.error(
+                "actor_crashed",
+                actor=str(self),
+                name=self._sv_name,
+                reason=describe_reason(reason),
+                exc_info=exc_info,
+            )
+            if exc_info is not None:
+                try:
+                    self.on_failure(*exc_info)
+                except Exception as exc:  # noqa: BLE001
+                    logger.error("on_failure_failed", actor=str(self), reason=describe_reason(exc))
+        else:
+            try:
+                self.on_stop()
+            except BaseException as exc:  # noqa: BLE001 - a failing on_stop is a crash
+                logger.error(
+                    "actor_crashed",
+                    actor=str(self),
+                    name=self._sv_name,
+                    reason=describe_reason(exc),
+                    where="on_stop",
+                    exc_info=(type(exc), exc, exc.__traceback__),
+                )
+                reason = exc
+        self._sv_terminate(reason)
+        if crash_envelope is not None and crash_envelope.reply_to is not None and exc_info:
+            try:
+                crash_envelope.reply_to.set_exception(exc_info=exc_info)
+            except queue.Full:
+                pass
+        if stop_envelope is not None and stop_envelope.reply_to is not None:
+            try:
+                stop_envelope.reply_to.set(None)
+            except queue.Full:
+                pass
+
+    # ----------------------------------------------------------------- ending
+
+    def _sv_terminate(self, reason: Reason) -> bool:
+        """End the actor exactly once: close the inbox, release the name, notify.
+
+        Runs in the actor's thread, or in the killer's thread for :meth:`_kill`.
+        Returns ``False`` if the actor had already ended.
+        """
+        with self._sv_lock:
+            if self._sv_terminated:
+                return False
+            self._sv_terminated = True
+            self._sv_exit_reason = reason
+            links = list(self._sv_links.values())
+            self._sv_links.clear()
+            watchers = list(self._sv_watchers.items())
+            self._sv_watchers.clear()
+            monitoring = list(self._sv_monitoring.items())
+            self._sv_monitoring.clear()
+        drained = self.actor_inbox.close_and_drain()
+        drained[:0] = self._sv_stash
+        self._sv_stash.clear()
+        # The name goes first: whoever hears of the death can rebind it at once.
+        if self._sv_name is not None:
+            _registry._release(self._sv_name, self.actor_ref)  # noqa: SLF001
+        ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+        error = _dead_error(str(self))
+        for envelope in drained:
+            _fail(envelope, error)
+        for mref, target in monitoring:
+            if target is not None:
+                target._sv_remove_watcher(mref)
+        ref = self.actor_ref
+        for mref, watcher in watchers:
+            try:
+                watcher(Down(mref, ref, reason))
+            except Exception as exc:  # noqa: BLE001 - one bad watcher must not stop the rest
+                logger.error("monitor_delivery_failed", actor=str(self), error=repr(exc))
+        for peer in links:
+            peer._sv_on_link_exit(self, reason)
+        self._sv_started.set()
+        return True
+
+    def _kill(self, reason: Reason = "killed") -> bool:
+        """End this actor now, from any thread; see :func:`supervisors.kill`.
+
+        The actor is unregistered and marked dead, every pending and later ask is
+        answered with ``ActorDeadError``, monitors and links are told ``reason``.
+        If its thread is busy in a handler the thread is abandoned: it is a daemon
+        thread, and it exits at its next message boundary without running any more
+        handlers or hooks. Returns ``False`` if the actor had already ended.
+        """
+        self._sv_killed = True
+        current = self._sv_current
+        ended = self._sv_terminate(reason)
+        if ended:
+            if current is not None:
+                _fail(current, _dead_error(str(self)))
+            logger.warning(
+                "actor_killed", actor=str(self), name=self._sv_name, reason=describe_reason(reason)
+            )
+        self.actor_inbox.wake()
+        return ended
+
+    def exit(self, reason: Reason = "normal") -> None:
+        """End this actor now with ``reason``; call only from the actor's own thread.
+
+        Leaves the current handler (by raising a private ``BaseException``), skips
+        the rest of the mailbox (pending asks get ``ActorDeadError``), runs
+        ``on_stop`` for normal reasons and ``on_failure`` for none, then notifies.
+        A non-normal reason is treated as a crash by supervisors.
+        """
+        raise _SelfExit(reason)
+
+    # ---------------------------------------------------------- links, monitors
+
+    def _sv_add_link(self, peer: Actor) -> bool:
+        with self._sv_lock:
+            if self._sv_terminated:
+                return False
+            self._sv_links[peer.actor_urn] = peer
+            return True
+
+    def _sv_on_link_exit(self, peer: Actor, reason: Reason) -> None:
+        with self._sv_lock:
+            if self._sv_terminated or self._sv_links.pop(peer.actor_urn, None) is None:
+                return
+        if self.trap_exits:
+            try:
+                self.actor_ref.tell(ExitSignal(peer.actor_ref, reason))
+            except ActorDeadError:
+                pass
+        elif reason != "normal":
+            self._kill(reason)
+
+    def _sv_add_watcher(self, mref: MonitorRef, watcher: Callable[[Any], None]) -> bool:
+        with self._sv_lock:
+            if self._sv_terminated:
+                return False
+            self._sv_watchers[mref] = watcher
+            return True
+
+    def _sv_remove_watcher(self, mref: MonitorRef) -> bool:
+        with self._sv_lock:
+            return self._sv_watchers.pop(mref, None) is not None
+
+    def link(self, other: ActorRef[Any]) -> None:
+        """Link this actor and ``other``: an abnormal exit of either reaches the other.
+
+        Call from the actor's own thread. If ``other`` is already dead, an actor
+        that traps exits receives ``ExitSignal(other, "noproc")``; otherwise
+        :class:`NoProc` is raised.
+        """
+        peer = actor_of(other)
+        if peer is None or not peer._sv_add_link(self):
+            if self.trap_exits:
+                self.actor_ref.tell(ExitSignal(other, "noproc"))
+                return
+            raise NoProc(other)
+        if not self._sv_add_link(peer):
+            peer._sv_on_link_exit(self, self._sv_exit_reason or "noproc")
+
+    def unlink(self, other: ActorRef[Any]) -> None:
+        """Remove the link with ``other`` (both directions). Unlinking twice is a no-op."""
+        peer = actor_of(other)
+        with self._sv_lock:
+            self._sv_links.pop(other.actor_urn, None)
+        if peer is not None:
+            with peer._sv_lock:
+                peer._sv_links.pop(self.actor_urn, None)
+
+    def monitor(self, other: ActorRef[Any]) -> MonitorRef:
+        """Watch ``other``: when it ends, ``Down(ref, other, reason)`` arrives as a message.
+
+        One-way and stackable (each call makes a new monitor). If ``other`` is
+        already dead, ``Down`` with reason ``"noproc"`` arrives at once.
+        """
+        mref = MonitorRef()
+        target = actor_of(other)
+        watcher = _ActorWatcher(self.actor_ref)
+        if target is None or not target._sv_add_watcher(mref, watcher):
+            watcher(Down(mref, other, "noproc"))
+            return mref
+        self._sv_monitoring[mref] = target
+        return mref
+
+    def demonitor(self, mref: MonitorRef, *, flush: bool = True) -> bool:
+        """Stop the monitor ``mref``. With ``flush``, a ``Down`` already queued is dropped.
+
+        Returns ``True`` if the monitor was still active.
+        """
+        target = self._sv_monitoring.pop(mref, None)
+        active = target._sv_remove_watcher(mref) if target is not None else False
+        if flush and not active:
+            self._sv_flushed.add(mref)
+        return active
+
+    # ------------------------------------------------------------------ receive
+
+    def receive(self, match: Callable[[Any], bool], timeout: float) -> Any:
+        """Wait, inside a handler, for the first told message for which ``match`` is true.
+
+        Messages that do not match (and every ``ask``) stay in the mailbox in
+        their order and are handled after the current handler returns. Only
+        call from the actor's own thread.
+
+        Raises:
+            pykka.Timeout: no matching message within ``timeout`` seconds.
+        """
+        stash = self._sv_stash
+        for index, envelope in enumerate(stash):
+            if envelope.reply_to is None and match(envelope.message):
+                del stash[index]
+                return envelope.message
+        deadline = time.monotonic() + timeout
+        get = self.actor_inbox.get
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Timeout(f"no matching message within {timeout} s")
+            try:
+                envelope = get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if self._sv_killed:
+                raise _Killed
+            if envelope is _Wake:
+                continue
+            message = envelope.message
+            if (
+                envelope.reply_to is None
+                and not (isinstance(message, Down) and message.ref in self._sv_flushed)
+                and match(message)
+            ):
+                return message
+            stash.append(envelope)
+
+    # -------------------------------------------------------------- introspection
+
+    @property
+    def name(self) -> str | None:
+        """The registered name, if any."""
+        return self._sv_name
+
+    @property
+    def exit_reason(self) -> Reason | None:
+        """The exit reason once the actor has ended, else ``None``."""
+        return self._sv_exit_reason
+
+    def mailbox_size(self) -> int:
+        """Messages waiting (including those set aside by :meth:`receive`). Any thread."""
+        return self.actor_inbox.qsize() + len(self._sv_stash)
+
+    def describe(self) -> str | None:
+        """A one-line status for ``format_tree``; override to show what the actor is doing.
+
+        Called from the *introspecting* thread, not the actor's: read only simple
+        attributes, take no locks the actor may hold, never block.
+        """
+        return None
+
+    def get_state(self) -> dict[str, Any]:
+        """The state shown by :func:`supervisors.get_state`; runs in the actor's thread.
+
+        The default is a shallow copy of the public instance attributes.
+        """
+        hidden = ("actor_urn", "actor_inbox", "actor_stopped")
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in hidden}
+
+
+class _StopWith:
+    """Internal message: stop gracefully (run ``on_stop``) with a given exit reason."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: Reason) -> None:
+        self.reason = reason
+
+
