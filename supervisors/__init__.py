@@ -74,8 +74,8 @@ from supervisors._supervisor import (
 from supervisors._task import Task, TaskSupervisor, async_nolink, async_stream
 
 __all__ = [
-    "ActorDeadError",
     "Actor",
+    "ActorDeadError",
     "AlreadyStarted",
     "ChildCounts",
     "ChildInfo",
@@ -121,4 +121,5 @@ __all__ = [
     "unregister",
     "wait_for_name",
     "whereis",
+    "which_children",
 ]

@@ -95,7 +95,8 @@ class _Inbox:
                 return
         _fail(envelope, _dead_error(self.owner))
 
-    def get(self, timeout: float | None = None) -> Envelope[Any]:
+    def get(self, timeout: float | None = None) -> Any:
+        """Next envelope, or the ``_Wake`` class when a kill woke the thread."""
         return self._q.get(timeout=timeout)
 
     def empty(self) -> bool:
@@ -135,7 +136,7 @@ class _SpawnOptions:
 _spawn_local = threading.local()
 
 
-class spawn_options:  # noqa: N801 - used as a context manager, reads like a function
+class spawn_options:
     """Context manager: options for the next :meth:`Actor.start` in this thread.
 
     Supervisors use it to register a child's name and link it to themselves
@@ -182,7 +183,7 @@ class _ActorWatcher:
             pass
 
 
-class _SelfExit(BaseException):  # noqa: N818 - control flow, never escapes the loop
+class _SelfExit(BaseException):
     """Raised by :meth:`Actor.exit` to leave the handler and end the actor with a reason."""
 
     def __init__(self, reason: Reason) -> None:
@@ -190,13 +191,13 @@ class _SelfExit(BaseException):  # noqa: N818 - control flow, never escapes the 
         self.reason = reason
 
 
-class _Killed(BaseException):  # noqa: N818 - control flow, never escapes the loop
+class _Killed(BaseException):
     """Unwinds the thread of an actor that was killed while inside ``receive``."""
 
 
 def actor_of(ref: ActorRef[Any]) -> Actor | None:
     """Return the :class:`Actor` behind ``ref``, or ``None`` if it is gone or not ours."""
-    actor = ref._actor_weakref()  # noqa: SLF001
+    actor = ref._actor_weakref()
     return actor if isinstance(actor, Actor) else None
 
 
@@ -233,7 +234,7 @@ class Actor(pykka.ThreadingActor):
 
     use_daemon_thread: ClassVar[bool] = True
 
-    actor_inbox: _Inbox  # type: ignore[assignment]
+    actor_inbox: _Inbox
 
     start_timeout: ClassVar[float] = 30.0
     """Seconds ``start()`` waits for ``on_start``; past it the actor is killed and
@@ -262,7 +263,7 @@ class Actor(pykka.ThreadingActor):
     # ------------------------------------------------------------------ starting
 
     @staticmethod
-    def _create_actor_inbox() -> _Inbox:  # type: ignore[override]
+    def _create_actor_inbox() -> _Inbox:
         return _Inbox()
 
     @classmethod
@@ -328,11 +329,12 @@ class Actor(pykka.ThreadingActor):
             self._sv_terminate(exit_.reason)
             self._sv_started.set()
             return
-        except BaseException as exc:  # noqa: BLE001 - every failure is a start error
+        except BaseException as exc:
             self._sv_start_error = exc
             logger.error(
-                "start_error",
+                "actor_crashed",
                 actor=str(self),
+                where="on_start",
                 reason=describe_reason(exc),
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
@@ -345,12 +347,12 @@ class Actor(pykka.ThreadingActor):
             return
         self._sv_run()
 
-    def _sv_next(self) -> Envelope[Any]:
+    def _sv_next(self) -> Any:
         if self._sv_stash:
             return self._sv_stash.popleft()
         return self.actor_inbox.get()
 
-    def _sv_run(self) -> None:  # noqa: C901 - the one place that defines message handling
+    def _sv_run(self) -> None:
         stop_envelope: Envelope[Any] | None = None
         crash_envelope: Envelope[Any] | None = None
         reason: Reason = "normal"
@@ -384,14 +386,14 @@ class Actor(pykka.ThreadingActor):
                 if self._sv_killed:
                     _fail(envelope, _dead_error(str(self)))
                     return
-                stop_envelope = envelope  # answered (with None) after termination
+                crash_envelope = envelope  # answered with ActorDeadError after termination
                 reason = exit_.reason
                 crashed = not is_normal(reason)
                 break
             except _Killed:
                 _fail(envelope, _dead_error(str(self)))
                 return
-            except BaseException as exc:  # noqa: BLE001 - OTP: any escape is a crash
+            except BaseException as exc:
                 self._sv_current = None
                 if self._sv_killed:
                     _fail(envelope, _dead_error(str(self)))
@@ -424,12 +426,12 @@ class Actor(pykka.ThreadingActor):
             if exc_info is not None:
                 try:
                     self.on_failure(*exc_info)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     logger.error("on_failure_failed", actor=str(self), reason=describe_reason(exc))
         else:
             try:
                 self.on_stop()
-            except BaseException as exc:  # noqa: BLE001 - a failing on_stop is a crash
+            except BaseException as exc:
                 logger.error(
                     "actor_crashed",
                     actor=str(self),
@@ -440,11 +442,14 @@ class Actor(pykka.ThreadingActor):
                 )
                 reason = exc
         self._sv_terminate(reason)
-        if crash_envelope is not None and crash_envelope.reply_to is not None and exc_info:
-            try:
-                crash_envelope.reply_to.set_exception(exc_info=exc_info)
-            except queue.Full:
-                pass
+        if crash_envelope is not None:
+            if exc_info is None:
+                _fail(crash_envelope, _dead_error(str(self)))
+            elif crash_envelope.reply_to is not None:
+                try:
+                    crash_envelope.reply_to.set_exception(exc_info=exc_info)
+                except queue.Full:
+                    pass
         if stop_envelope is not None and stop_envelope.reply_to is not None:
             try:
                 stop_envelope.reply_to.set(None)
@@ -475,7 +480,7 @@ class Actor(pykka.ThreadingActor):
         self._sv_stash.clear()
         # The name goes first: whoever hears of the death can rebind it at once.
         if self._sv_name is not None:
-            _registry._release(self._sv_name, self.actor_ref)  # noqa: SLF001
+            _registry._release(self._sv_name, self.actor_ref)
         ActorRegistry.unregister(self.actor_ref)
         self.actor_stopped.set()
         error = _dead_error(str(self))
@@ -488,7 +493,7 @@ class Actor(pykka.ThreadingActor):
         for mref, watcher in watchers:
             try:
                 watcher(Down(mref, ref, reason))
-            except Exception as exc:  # noqa: BLE001 - one bad watcher must not stop the rest
+            except Exception as exc:
                 logger.error("monitor_delivery_failed", actor=str(self), error=repr(exc))
         for peer in links:
             peer._sv_on_link_exit(self, reason)
@@ -689,5 +694,3 @@ class _StopWith:
 
     def __init__(self, reason: Reason) -> None:
         self.reason = reason
-
-

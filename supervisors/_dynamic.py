@@ -44,12 +44,14 @@ class DynamicSupervisor(_SupervisorBase):
         if max_children is not None and (
             isinstance(max_children, bool) or not isinstance(max_children, int) or max_children < 0
         ):
-            raise ValueError(f"max_children must be a non-negative int or None, got {max_children!r}")
+            raise ValueError(
+                f"max_children must be a non-negative int or None, got {max_children!r}"
+            )
         self.max_children = max_children
         self._seq = itertools.count(1)
 
     @classmethod
-    def start(  # type: ignore[override]
+    def start(
         cls,
         max_children: int | None = None,
         max_restarts: int = 3,

@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 
-class NoProc(ActorDeadError):  # noqa: N818 - OTP's name for it
+class NoProc(ActorDeadError):
     """No actor is registered under that name, or the actor is gone.
 
     A subclass of :class:`pykka.ActorDeadError`, so code that already handles dead

@@ -1,4 +1,4 @@
-"""Looking at a running system: :func:`tree`, :func:`format_tree`, :func:`get_state`, :func:`get_status`.
+"""Looking at a running system: :func:`tree`, :func:`format_tree`, :func:`get_status`...
 
 Everything here reads snapshots from the calling thread and never waits on a
 busy actor, except :func:`get_state`, which asks the actor (with a timeout).
@@ -89,7 +89,7 @@ def _node_for(
         return node
     try:
         node.info = actor.describe()
-    except Exception as exc:  # noqa: BLE001 - a broken describe() must not break the view
+    except Exception as exc:
         node.info = f"<describe failed: {exc!r}>"
     if isinstance(actor, _SupervisorBase):
         node.kind = actor.kind
@@ -144,7 +144,7 @@ def tree(root: ActorRef[Any] | str | Any) -> TreeNode:
         ref,
         type(actor).__name__,
         "alive",
-        actor._sv_restarts,  # noqa: SLF001
+        actor._sv_restarts,
         actor.name,
         False,
         0,
@@ -208,7 +208,9 @@ def _child_cols(node: TreeNode) -> list[str]:
     cols = [label, cls]
     if node.kind != "worker" and node.state == "alive":
         alive = sum(1 for c in node.children if c.state == "alive")
-        detail = f"{alive} children" if node.kind != "supervisor" else f"alive  restarts={node.restarts}"
+        detail = (
+            f"{alive} children" if node.kind != "supervisor" else f"alive  restarts={node.restarts}"
+        )
     else:
         detail = node.state
         if not node.dynamic_child or node.restarts:
@@ -277,7 +279,7 @@ def get_status(ref_or_name: ActorRef[Any] | str | Any, timeout: float = 1.0) -> 
         name=actor.name,
         alive=alive,
         mailbox_size=actor.mailbox_size(),
-        restarts=actor._sv_restarts,  # noqa: SLF001
+        restarts=actor._sv_restarts,
         state=state,
         exit_reason=None if reason is None else describe_reason(reason),
         info=actor.describe(),

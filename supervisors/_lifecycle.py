@@ -61,10 +61,10 @@ def stop(
         pass
     if not actor.actor_stopped.wait(max(0.0, deadline - time.monotonic())):
         logger.error("stop_timeout", actor=str(actor), timeout=wait)
-        actor._kill("killed")  # noqa: SLF001
+        actor._kill("killed")
         return False
-    thread = actor._sv_thread  # noqa: SLF001
-    if thread is not None and thread is not threading.current_thread() and not actor._sv_killed:  # noqa: SLF001
+    thread = actor._sv_thread
+    if thread is not None and thread is not threading.current_thread() and not actor._sv_killed:
         thread.join(max(0.0, deadline - time.monotonic()))
     return True
 
@@ -91,7 +91,7 @@ def kill(ref_or_name: ActorRef[Any] | str | Any, reason: Reason = "killed") -> b
         if not ref.is_alive():
             return False
         raise TypeError(f"{ref!r} is not a supervisors.Actor; only those can be killed")
-    return actor._kill(reason)  # noqa: SLF001
+    return actor._kill(reason)
 
 
 def _require_alive(ref: ActorRef[Any]) -> None:

@@ -37,7 +37,7 @@ _monitor_ids = itertools.count(1)
 T = TypeVar("T")
 
 
-def is_normal(reason: Reason) -> bool:
+def is_normal(reason: object) -> bool:
     """Return ``True`` for ``"normal"`` and ``"shutdown"`` (and ``("shutdown", term)``).
 
     Mirrors OTP: these reasons are not crashes, so transient children are not

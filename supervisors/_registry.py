@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from pykka import ActorRef, Future
 
@@ -55,9 +55,9 @@ def register(name: str, ref: ActorRef[Any]) -> None:
             raise NoProc(ref)
         _names[name] = ref
         _bound.notify_all()
-    actor = ref._actor_weakref()  # noqa: SLF001
+    actor = ref._actor_weakref()
     if actor is not None:
-        actor._sv_name = name  # type: ignore[attr-defined]  # noqa: SLF001
+        actor._sv_name = name
 
 
 def unregister(name: str) -> None:
@@ -186,7 +186,9 @@ class NamedRef:
     ) -> Future[Any]: ...
 
     @overload
-    def ask(self, message: Any, *, block: Literal[True] = ..., timeout: float | None = ...) -> Any: ...
+    def ask(
+        self, message: Any, *, block: Literal[True] = ..., timeout: float | None = ...
+    ) -> Any: ...
 
     def ask(
         self, message: Any, *, block: bool = True, timeout: float | None = DEFAULT_CALL_TIMEOUT
@@ -218,7 +220,7 @@ class NamedRef:
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop the actor bound to the name; see :func:`supervisors.stop`."""
-        from supervisors._lifecycle import stop  # noqa: PLC0415 - avoid an import cycle
+        from supervisors._lifecycle import stop
 
         return stop(self.resolve(), timeout=timeout)
 
@@ -227,7 +229,7 @@ _proxies: dict[str, Any] = {}
 _proxies_lock = threading.Lock()
 
 
-def _proxy_for(ref: ActorRef[Any]) -> Any:
+def _proxy_for(ref: ActorRef[Any]) -> ActorProxy[Any]:
     with _proxies_lock:
         proxy = _proxies.get(ref.actor_urn)
         if proxy is None:
@@ -236,7 +238,7 @@ def _proxy_for(ref: ActorRef[Any]) -> Any:
                 del _proxies[urn]
             proxy = ref.proxy()
             _proxies[ref.actor_urn] = proxy
-        return proxy
+        return cast("ActorProxy[Any]", proxy)
 
 
 def named(name: str) -> NamedRef:

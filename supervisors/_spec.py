@@ -66,11 +66,14 @@ class ChildSpec:
             )
         if self.type not in TYPES:
             raise ValueError(
-                f"child {self.id!r}: unknown child type {self.type!r}; expected one of {sorted(TYPES)}"
+                f"child {self.id!r}: unknown child type {self.type!r}; "
+                f"expected one of {sorted(TYPES)}"
             )
         if self.shutdown is None:
             object.__setattr__(
-                self, "shutdown", "infinity" if self.type == "supervisor" else DEFAULT_WORKER_SHUTDOWN
+                self,
+                "shutdown",
+                "infinity" if self.type == "supervisor" else DEFAULT_WORKER_SHUTDOWN,
             )
         shutdown = self.shutdown
         if isinstance(shutdown, str):
@@ -80,11 +83,15 @@ class ChildSpec:
                     f"got {shutdown!r}"
                 )
         elif isinstance(shutdown, bool) or not isinstance(shutdown, int | float):
-            raise TypeError(f"child {self.id!r}: shutdown must be a number of seconds, got {shutdown!r}")
+            raise TypeError(
+                f"child {self.id!r}: shutdown must be a number of seconds, got {shutdown!r}"
+            )
         elif shutdown < 0 or math.isnan(shutdown):
             raise ValueError(f"child {self.id!r}: shutdown must not be negative, got {shutdown!r}")
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
-            raise TypeError(f"child {self.id!r}: name must be a non-empty string, got {self.name!r}")
+            raise TypeError(
+                f"child {self.id!r}: name must be a non-empty string, got {self.name!r}"
+            )
         if not isinstance(self.args, tuple):
             object.__setattr__(self, "args", tuple(self.args))
         try:

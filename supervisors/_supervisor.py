@@ -84,7 +84,11 @@ class _SupervisorBase(Actor):
         super().__init__()
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError(f"max_restarts must be a non-negative int, got {max_restarts!r}")
-        if isinstance(max_seconds, bool) or not isinstance(max_seconds, int | float) or max_seconds <= 0:
+        if (
+            isinstance(max_seconds, bool)
+            or not isinstance(max_seconds, int | float)
+            or max_seconds <= 0
+        ):
             raise ValueError(f"max_seconds must be a positive number, got {max_seconds!r}")
         self.max_restarts = max_restarts
         self.max_seconds = float(max_seconds)
@@ -122,7 +126,7 @@ class _SupervisorBase(Actor):
                     _registry.register(spec.name, ref)
                 if not (actor._sv_add_link(self) and self._sv_add_link(actor)):
                     raise NoProc(ref)
-        except BaseException as exc:  # noqa: BLE001 - reported, then re-raised as StartError
+        except BaseException as exc:
             child.ref, child.actor, child.state = None, None, "restarting"
             reason = exc.reason if isinstance(exc, StartError) else exc
             logger.error(
@@ -188,7 +192,9 @@ class _SupervisorBase(Actor):
         if timeout is None:
             while not actor.actor_stopped.wait(1.0):
                 pass
-        elif timeout > 0 and not actor.actor_stopped.wait(max(0.0, started + timeout - time.monotonic())):
+        elif timeout > 0 and not actor.actor_stopped.wait(
+            max(0.0, started + timeout - time.monotonic())
+        ):
             actor._kill("killed")
             logger.error(
                 "shutdown_error",
@@ -300,12 +306,12 @@ class _SupervisorBase(Actor):
                 self.actor_ref.tell(_RetryRestart(keys))
                 return
             logger.info(
-                    "child_restarted",
-                    supervisor=self.label(),
-                    child_id=child.key,
-                    restarts=child.restarts,
-                    restart=child.spec.restart,
-                )
+                "child_restarted",
+                supervisor=self.label(),
+                child_id=child.key,
+                restarts=child.restarts,
+                restart=child.spec.restart,
+            )
 
     def _retry_restart(self, keys: tuple[Any, ...]) -> None:
         group = [c for c in self._children if c.key in keys and c.ref is None]
@@ -375,8 +381,15 @@ class _SupervisorBase(Actor):
 
     def which(self) -> list[ChildInfo]:
         """Rows for :func:`which_children`. Any thread; never blocks on the supervisor."""
+        # A child that died a moment ago, before this supervisor handled its exit,
+        # is already shown as not running.
         return [
-            ChildInfo(key if self.kind == "supervisor" else None, ref, spec.type, spec.restart)
+            ChildInfo(
+                key if self.kind == "supervisor" else None,
+                ref if ref is not None and ref.is_alive() else None,
+                spec.type,
+                spec.restart,
+            )
             for key, spec, ref, _a, _s, _r in self.snapshot()
         ]
 
@@ -440,7 +453,7 @@ class Supervisor(_SupervisorBase):
             self._children.append(_Child(spec.id, spec))
 
     @classmethod
-    def start(  # type: ignore[override]
+    def start(
         cls,
         children: Iterable[ChildSpec] = (),
         *,
@@ -460,7 +473,10 @@ class Supervisor(_SupervisorBase):
         """
         with _named(name):
             return super().start(
-                list(children), strategy=strategy, max_restarts=max_restarts, max_seconds=max_seconds
+                list(children),
+                strategy=strategy,
+                max_restarts=max_restarts,
+                max_seconds=max_seconds,
             )
 
     def on_start(self) -> None:
@@ -522,7 +538,7 @@ class Supervisor(_SupervisorBase):
         self._remove(child)
 
 
-class _named:  # noqa: N801 - a context manager used like a keyword
+class _named:
     """Attach ``name`` to the spawn options of the next ``Actor.start`` in this thread.
 
     Merges with options a parent supervisor set (link, restart count): a child
@@ -536,13 +552,14 @@ class _named:  # noqa: N801 - a context manager used like a keyword
     def __enter__(self) -> None:
         if self.name is None:
             return
-        from supervisors._actor import _spawn_local  # noqa: PLC0415
+        from supervisors._actor import _spawn_local
 
         outer = getattr(_spawn_local, "options", None)
         if outer is not None and not outer.consumed:
             if outer.name not in (None, self.name):
                 raise ValueError(
-                    f"conflicting names for one actor: {outer.name!r} (child spec) and {self.name!r}"
+                    f"conflicting names for one actor: {outer.name!r} (child spec) "
+                    f"and {self.name!r}"
                 )
             outer.name = self.name
             return
@@ -658,4 +675,3 @@ def count_children(sup: ActorRef[Any] | str) -> ChildCounts:
         supervisors=sum(1 for r in rows if r.type == "supervisor"),
         workers=sum(1 for r in rows if r.type == "worker"),
     )
-

@@ -118,7 +118,10 @@ class Task:
         raise TaskFailed(outcome.reason) from cause
 
     def yield_(self, timeout: float = 5.0) -> Outcome | None:
-        """Wait up to ``timeout`` s; return ``Ok(value)``, ``Exit(reason)`` or ``None``. Repeatable."""
+        """Wait up to ``timeout`` s; return ``Ok(value)``, ``Exit(reason)`` or ``None``.
+
+        Repeatable, unlike :meth:`await_`.
+        """
         self._done.wait(timeout)
         return self._outcome
 
@@ -134,7 +137,7 @@ class Task:
         if self.actor is not None:
             actor = actor_of(self.actor)
             if actor is not None:
-                actor._kill("shutdown")  # noqa: SLF001
+                actor._kill("shutdown")
         return None if won else self._outcome
 
 
@@ -148,14 +151,16 @@ _RUN = _Run()
 class _TaskActor(Actor):
     """Runs one function once, reports the outcome, and exits normally."""
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], task: Task):
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], task: Task
+    ):
         super().__init__()
         self._fn, self._args, self._kwargs, self._task = fn, args, kwargs, task
 
     def on_receive(self, message: Any) -> Any:
         if message is _RUN:
             value = self._fn(*self._args, **self._kwargs)
-            if self._task._complete(Ok(value)) and self._task.owner is not None:  # noqa: SLF001
+            if self._task._complete(Ok(value)) and self._task.owner is not None:
                 try:
                     self._task.owner.tell(TaskResult(self._task.ref, value))
                 except ActorDeadError:
@@ -186,8 +191,8 @@ def _start_task(
     ref = start_child(ts, spec)
     task.actor = ref
     actor = actor_of(ref)
-    if actor is None or not actor._sv_add_watcher(task.ref, task._on_down):  # noqa: SLF001
-        task._on_down(Down(task.ref, ref, "noproc"))  # noqa: SLF001
+    if actor is None or not actor._sv_add_watcher(task.ref, task._on_down):
+        task._on_down(Down(task.ref, ref, "noproc"))
         return task
     ref.tell(_RUN)
     return task
@@ -282,14 +287,16 @@ def _stream(
                 now = time.monotonic()
                 expired = [i for i, (_t, d) in running.items() if d <= now]
                 if on_timeout == "exit" and expired:
-                    raise Timeout(f"a task of async_stream did not finish within {timeout} s") from None
+                    raise Timeout(
+                        f"a task of async_stream did not finish within {timeout} s"
+                    ) from None
                 for i in expired:
                     task = running[i][0]
-                    task._complete(Exit("timeout"))  # noqa: SLF001 - goes through `done`
+                    task._complete(Exit("timeout"))
                     if task.actor is not None:
                         actor = actor_of(task.actor)
                         if actor is not None:
-                            actor._kill("timeout")  # noqa: SLF001
+                            actor._kill("timeout")
                 continue
             if i not in running:
                 continue
