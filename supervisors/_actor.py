@@ -234,6 +234,10 @@ class Actor(pykka.ThreadingActor):
 
     use_daemon_thread: ClassVar[bool] = True
 
+    log_crashes: ClassVar[bool] = True
+    """If ``False``, a crash is not logged as ``actor_crashed`` (for actors whose
+    crashes are expected and reported by their owner, such as I/O workers)."""
+
     actor_inbox: _Inbox
 
     start_timeout: ClassVar[float] = 30.0
@@ -415,7 +419,7 @@ class Actor(pykka.ThreadingActor):
                 except queue.Full:
                     pass
 
-        if crashed:
+        if crashed and self.log_crashes:
             logger.error(
                 "actor_crashed",
                 actor=str(self),
@@ -423,6 +427,7 @@ class Actor(pykka.ThreadingActor):
                 reason=describe_reason(reason),
                 exc_info=exc_info,
             )
+        if crashed:
             if exc_info is not None:
                 try:
                     self.on_failure(*exc_info)

@@ -32,6 +32,7 @@ class DynamicSupervisor(_SupervisorBase):
 
     kind = "dynamic_supervisor"
     forget_stopped = True
+    progress_level = 10
 
     def __init__(
         self,

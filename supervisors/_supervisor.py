@@ -78,6 +78,8 @@ class _SupervisorBase(Actor):
     kind = "supervisor"
     strategy: Strategy = "one_for_one"
     forget_stopped = False
+    progress_level = 20
+    """Log level of ``child_started`` reports (dynamic supervisors use debug)."""
     """Dynamic supervisors drop the record of a child that ended for good."""
 
     def __init__(self, *, max_restarts: int, max_seconds: float) -> None:
@@ -142,7 +144,8 @@ class _SupervisorBase(Actor):
         with self._children_lock:
             child.ref, child.actor, child.state = ref, actor, "running"
             self._by_urn[ref.actor_urn] = child
-        logger.info(
+        logger.log(
+            self.progress_level,
             "child_started",
             supervisor=self.label(),
             child_id=child.key,
@@ -358,7 +361,7 @@ class _SupervisorBase(Actor):
             return
         reason = signal.reason
         logger.log(
-            20 if is_normal(reason) else 40,
+            10 if is_normal(reason) else 40,
             "child_terminated",
             supervisor=self.label(),
             child_id=child.key,

@@ -1,0 +1,198 @@
+"""Circuit breaker for one LM endpoint (pure state machine, injected clock).
+
+States:
+
+- ``"closed"``: requests flow; ``threshold`` consecutive counted failures open it.
+- ``"open"``: :meth:`CircuitBreaker.before_request` raises :class:`CircuitOpen`
+  (no I/O) until ``cooldown`` seconds have passed since it opened.
+- ``"half_open"``: exactly one trial request is let through at a time; the others get
+  :class:`CircuitOpen`. The trial's success closes the breaker, a counted failure
+  re-opens it for another ``cooldown``.
+
+Which failures count: only :class:`LMServerError` (5xx, malformed 2xx body),
+:class:`LMTimeout` and :class:`LMConnectionError`, i.e. evidence that the endpoint is
+down or broken. ``LMRateLimited`` (429) does not count: the server is alive and
+throttling, which the rate limiter and Retry-After deal with; opening the breaker
+would turn a slowdown into an outage. ``LMBadRequest`` (other 4xx), ``CircuitOpen``,
+``AdapterParseError`` and any non-LM exception do not count either. A non-counting
+error is *neutral*: it neither increments nor resets the consecutive-failure count
+(a gateway may answer 4xx while its upstream is down), and in half-open it only
+frees the trial slot so another trial can go.
+
+Results reported while the breaker is open (requests that were already in flight
+when it opened) are ignored. If a half-open trial never reports back, its slot is
+released after ``trial_timeout`` seconds.
+
+Threading: not thread-safe; owned by one actor.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from dspex_actors._errors import CircuitOpen, LMConnectionError, LMServerError, LMTimeout
+
+__all__ = ["BreakerState", "CircuitBreaker", "counts_as_failure"]
+
+BreakerState = Literal["closed", "open", "half_open"]
+
+_COUNTED = (LMServerError, LMTimeout, LMConnectionError)
+
+
+def counts_as_failure(error: BaseException | None) -> bool:
+    """Whether ``error`` counts towards opening the breaker.
+
+    ``None`` (the caller reports a failure without an exception) counts; otherwise
+    only :class:`LMServerError`, :class:`LMTimeout` and :class:`LMConnectionError` do.
+    """
+    return error is None or isinstance(error, _COUNTED)
+
+
+class CircuitBreaker:
+    """Consecutive-failure circuit breaker with a single-trial half-open state.
+
+    ``threshold`` (>= 1) consecutive counted failures open the breaker for
+    ``cooldown`` (>= 0) seconds. ``clock`` returns monotonic seconds. ``trial_timeout``
+    (> 0) bounds how long a half-open trial may hold its slot without reporting;
+    set it to at least the request timeout.
+
+    Raises ``ValueError`` for invalid parameters.
+    """
+
+    def __init__(
+        self,
+        threshold: int,
+        cooldown: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        trial_timeout: float = 60.0,
+    ) -> None:
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+            raise ValueError(f"threshold must be an int >= 1, got {threshold!r}")
+        if not math.isfinite(cooldown) or cooldown < 0:
+            raise ValueError(f"cooldown must be >= 0, got {cooldown}")
+        if not math.isfinite(trial_timeout) or trial_timeout <= 0:
+            raise ValueError(f"trial_timeout must be > 0, got {trial_timeout}")
+        self.threshold = threshold
+        self.cooldown = float(cooldown)
+        self.trial_timeout = float(trial_timeout)
+        self._clock = clock
+        self._state: BreakerState = "closed"
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_started: float | None = None
+        self._times_opened = 0
+        self._rejected = 0
+
+    def _refresh(self, now: float) -> None:
+        if (
+            self._state == "open"
+            and self._opened_at is not None
+            and now - self._opened_at >= self.cooldown
+        ):
+            self._state = "half_open"
+            self._trial_started = None
+        if (
+            self._state == "half_open"
+            and self._trial_started is not None
+            and now - self._trial_started >= self.trial_timeout
+        ):
+            self._trial_started = None
+
+    def _open(self, now: float) -> None:
+        self._state = "open"
+        self._opened_at = now
+        self._trial_started = None
+        self._times_opened += 1
+
+    @property
+    def state(self) -> BreakerState:
+        """``"closed"``, ``"open"`` or ``"half_open"`` (open turns half-open once the
+        cooldown has passed, even before the next request)."""
+        self._refresh(self._clock())
+        return self._state
+
+    def retry_after(self) -> float:
+        """Seconds until a request could be let through (0.0 when it could now)."""
+        now = self._clock()
+        self._refresh(now)
+        if self._state == "open" and self._opened_at is not None:
+            return max(0.0, self._opened_at + self.cooldown - now)
+        if self._state == "half_open" and self._trial_started is not None:
+            return max(0.0, self._trial_started + self.trial_timeout - now)
+        return 0.0
+
+    def before_request(self) -> None:
+        """Call before each request attempt.
+
+        Returns when the request may go (in half-open it becomes the trial). Raises
+        :class:`CircuitOpen` with ``retry_after`` (seconds until the cooldown ends,
+        or in half-open until the running trial's slot would time out) otherwise.
+        """
+        now = self._clock()
+        self._refresh(now)
+        if self._state == "closed":
+            return
+        if self._state == "half_open" and self._trial_started is None:
+            self._trial_started = now
+            return
+        self._rejected += 1
+        wait = self.retry_after()
+        if self._state == "open":
+            raise CircuitOpen(
+                f"circuit open after {self._failures} consecutive failures",
+                retry_after=wait,
+            )
+        raise CircuitOpen("circuit half-open: a trial request is in flight", retry_after=wait)
+
+    def record_success(self) -> None:
+        """Report a successful request: resets the failure count; closes a half-open
+        breaker. Ignored while open (a late result from before it opened)."""
+        self._refresh(self._clock())
+        if self._state == "open":
+            return
+        self._state = "closed"
+        self._failures = 0
+        self._opened_at = None
+        self._trial_started = None
+
+    def record_failure(self, error: BaseException | None = None) -> None:
+        """Report a failed request (see :func:`counts_as_failure`).
+
+        A counted failure increments the consecutive count and opens the breaker at
+        ``threshold``; in half-open it re-opens it at once. A non-counting error is
+        neutral (in half-open it frees the trial slot). Ignored while open.
+        """
+        now = self._clock()
+        self._refresh(now)
+        if self._state == "open":
+            return
+        if not counts_as_failure(error):
+            if self._state == "half_open":
+                self._trial_started = None
+            return
+        self._failures += 1
+        if self._state == "half_open" or self._failures >= self.threshold:
+            self._open(now)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-serialisable view for status reports and logs."""
+        return {
+            "state": self.state,
+            "consecutive_failures": self._failures,
+            "threshold": self.threshold,
+            "cooldown": self.cooldown,
+            "retry_after": self.retry_after(),
+            "trial_in_flight": self._trial_started is not None,
+            "times_opened": self._times_opened,
+            "rejected": self._rejected,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"CircuitBreaker(state={self._state!r}, failures={self._failures}, "
+            f"threshold={self.threshold}, cooldown={self.cooldown})"
+        )

@@ -1,0 +1,312 @@
+"""Completion cache: in-memory LRU with optional TTL and optional SQLite file.
+
+Compared with DSPy (diskcache + pickle, shared mutable results): values are stored as
+JSON text, never pickled, and every :meth:`CacheStore.get` returns a fresh object, so
+a caller mutating its result cannot corrupt the cache or other callers' results.
+
+Layout: the memory tier is an LRU of at most ``max_entries`` entries. With ``path``,
+every ``put`` is also written to a SQLite file (WAL journal; table ``cache(key TEXT
+PRIMARY KEY, value TEXT, created REAL)``, ``created`` in wall-clock epoch seconds),
+and a memory miss is looked up in the file. The file is not bounded by
+``max_entries`` (memory eviction does not delete from it); expired rows are deleted
+when met and when a store opens the file. A store re-created on the same path sees
+the earlier entries, so a restarted cache actor loses only its memory tier.
+
+Threading: not thread-safe. The SQLite connection is opened with
+``check_same_thread=False`` because a pykka actor may be started on one thread and
+run on another, but the owner (one actor) must serialise all calls. Several
+processes may share a file (SQLite locking, 5 s busy timeout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["FORBIDDEN_KEY_PARAMS", "CacheConfig", "CacheStore", "cache_key"]
+
+#: Parameter names stripped from cache keys, compared case-insensitively with ``-``
+#: read as ``_``, at any nesting depth of ``params``.
+FORBIDDEN_KEY_PARAMS = frozenset({"api_key", "api_base", "base_url", "authorization"})
+
+
+class CacheConfig(BaseModel):
+    """Cache configuration: ``max_entries`` (>= 1) in memory, optional SQLite
+    ``path``, optional ``ttl`` in seconds (> 0; ``None`` = entries never expire)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_entries: int = Field(default=10_000, ge=1)
+    path: str | Path | None = None
+    ttl: float | None = Field(default=None, gt=0.0)
+
+
+def _strip_forbidden(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: _strip_forbidden(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and k.lower().replace("-", "_") in FORBIDDEN_KEY_PARAMS)
+        }
+    if isinstance(value, list | tuple):
+        return [_strip_forbidden(v) for v in value]
+    return value
+
+
+def cache_key(model: str, messages: list[dict[str, Any]], params: Mapping[str, Any]) -> str:
+    """SHA-256 hex digest of the canonical JSON of ``{model, messages, params}``.
+
+    Canonical: ``sort_keys=True, separators=(",", ":"), ensure_ascii=False``, UTF-8,
+    so the key does not depend on dict ordering. Credentials and routing
+    (``api_key``, ``api_base``, ``base_url``, ``authorization``) are stripped from
+    ``params`` at any depth: the same request to two endpoints or with two keys
+    shares an entry, and keys never reach the cache file.
+
+    Raises ``TypeError`` if the inputs are not JSON-serialisable (NaN included).
+    """
+    payload = {"model": model, "messages": messages, "params": _strip_forbidden(params)}
+    try:
+        text = json.dumps(
+            payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except ValueError as exc:
+        raise TypeError(f"cache_key: not JSON-serialisable: {exc}") from exc
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _check_json_value(value: Any, path: str = "value") -> None:
+    """Raise TypeError unless value is made only of dict[str, ...], list, str,
+    finite int/float, bool and None (so it round-trips through JSON unchanged)."""
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{path}: non-finite float {value!r} is not JSON")
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json_value(item, f"{path}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path}: dict key {key!r} is not a str")
+            _check_json_value(item, f"{path}[{key!r}]")
+        return
+    raise TypeError(f"{path}: {type(value).__name__} is not JSON-serialisable")
+
+
+@dataclass
+class _Entry:
+    text: str
+    expires_at: float | None  # on the monotonic clock
+
+
+class CacheStore:
+    """LRU + optional TTL + optional SQLite write-through store of JSON values.
+
+    ``clock`` (monotonic seconds) times memory TTL; ``wall_clock`` (epoch seconds)
+    stamps and ages file rows. Inject both for tests.
+
+    Failure: ``put`` raises ``TypeError`` for values that are not plain JSON data
+    (tuples, non-str dict keys, NaN, objects); SQLite errors (disk full, file
+    locked past the busy timeout) propagate as :class:`sqlite3.Error` after the
+    memory tier was updated. A corrupt (non-JSON) row is treated as a miss and
+    deleted. Any use after :meth:`close` raises ``RuntimeError``.
+    """
+
+    def __init__(
+        self,
+        config: CacheConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config if config is not None else CacheConfig()
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._memory: OrderedDict[str, _Entry] = OrderedDict()
+        self._hits = 0
+        self._misses = 0
+        self._evictions = 0
+        self._closed = False
+        self._db: sqlite3.Connection | None = None
+        if self.config.path is not None:
+            self._db = self._open(Path(self.config.path).expanduser())
+
+    # -- SQLite ---------------------------------------------------------------
+
+    def _open(self, path: Path) -> sqlite3.Connection:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(path), timeout=5.0, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS cache ("
+                "key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
+            )
+            if self.config.ttl is not None:
+                db.execute(
+                    "DELETE FROM cache WHERE created <= ?",
+                    (self._wall_clock() - self.config.ttl,),
+                )
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _file_get(self, key: str) -> tuple[str, float] | None:
+        if self._db is None:
+            return None
+        row = self._db.execute("SELECT value, created FROM cache WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        return str(row[0]), float(row[1])
+
+    def _file_delete(self, key: str) -> bool:
+        if self._db is None:
+            return False
+        return self._db.execute("DELETE FROM cache WHERE key = ?", (key,)).rowcount > 0
+
+    # -- helpers --------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("CacheStore is closed")
+
+    @staticmethod
+    def _check_key(key: str) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"cache keys are str, got {type(key).__name__}")
+
+    def _remember(self, key: str, text: str, expires_at: float | None) -> None:
+        self._memory[key] = _Entry(text, expires_at)
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.config.max_entries:
+            self._memory.popitem(last=False)
+            self._evictions += 1
+
+    # -- public API -----------------------------------------------------------
+
+    def get(self, key: str) -> Any | None:
+        """The value stored under ``key`` as a fresh object, or ``None`` on a miss
+        (absent or expired). A hit refreshes the key's LRU position; a file hit is
+        copied into memory."""
+        self._check_open()
+        self._check_key(key)
+        entry = self._memory.get(key)
+        if entry is not None:
+            if entry.expires_at is not None and self._clock() >= entry.expires_at:
+                del self._memory[key]
+                self._file_delete(key)
+                self._misses += 1
+                return None
+            self._memory.move_to_end(key)
+            self._hits += 1
+            return json.loads(entry.text)
+        row = self._file_get(key)
+        if row is None:
+            self._misses += 1
+            return None
+        text, created = row
+        expires_at: float | None = None
+        if self.config.ttl is not None:
+            age = max(0.0, self._wall_clock() - created)
+            if age >= self.config.ttl:
+                self._file_delete(key)
+                self._misses += 1
+                return None
+            expires_at = self._clock() + (self.config.ttl - age)
+        try:
+            value = json.loads(text)
+        except ValueError:
+            self._file_delete(key)
+            self._misses += 1
+            return None
+        self._remember(key, text, expires_at)
+        self._hits += 1
+        return value
+
+    def put(self, key: str, value: Any) -> None:
+        """Store a copy of ``value`` (plain JSON data only) under ``key``, replacing
+        any earlier value; written through to the file when there is one. Raises
+        ``TypeError`` for non-JSON values (nothing is stored then)."""
+        self._check_open()
+        self._check_key(key)
+        _check_json_value(value)
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        ttl = self.config.ttl
+        self._remember(key, text, None if ttl is None else self._clock() + ttl)
+        if self._db is not None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO cache (key, value, created) VALUES (?, ?, ?)",
+                (key, text, self._wall_clock()),
+            )
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key`` from memory and file; True if it was present in either."""
+        self._check_open()
+        self._check_key(key)
+        in_memory = self._memory.pop(key, None) is not None
+        in_file = self._file_delete(key)
+        return in_memory or in_file
+
+    def clear(self) -> None:
+        """Remove every entry from memory and file (counters are kept)."""
+        self._check_open()
+        self._memory.clear()
+        if self._db is not None:
+            self._db.execute("DELETE FROM cache")
+
+    def __len__(self) -> int:
+        """Entries in the memory tier (expired ones included until met)."""
+        return len(self._memory)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is in the memory tier (no TTL check, no file lookup)."""
+        return key in self._memory
+
+    def stats(self) -> dict[str, int]:
+        """``hits``, ``misses``, ``size`` (memory entries), ``evictions`` (memory LRU
+        evictions), and ``file_entries`` (rows in the file; 0 without one)."""
+        file_entries = 0
+        if self._db is not None and not self._closed:
+            file_entries = int(self._db.execute("SELECT COUNT(*) FROM cache").fetchone()[0])
+        return {
+            "hits": self._hits,
+            "misses": self._misses,
+            "size": len(self._memory),
+            "evictions": self._evictions,
+            "file_entries": file_entries,
+        }
+
+    def close(self) -> None:
+        """Close the file (idempotent). The store cannot be used afterwards."""
+        self._closed = True
+        self._memory.clear()
+        if self._db is not None:
+            db, self._db = self._db, None
+            db.close()
+
+    def __enter__(self) -> CacheStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"CacheStore(size={len(self._memory)}, max_entries={self.config.max_entries}, "
+            f"path={self.config.path!r}, ttl={self.config.ttl})"
+        )

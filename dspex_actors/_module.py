@@ -1,0 +1,395 @@
+"""Modules: :class:`Module`, :class:`Predict`, :class:`ChainOfThought`, and saving/loading.
+
+A module called from ordinary code (outside the actor system) runs in a fresh
+program actor of the current :class:`~dspex_actors.ActorSystem`; a module called
+inside another module's ``forward`` runs in the same program actor. So a whole
+composed ``forward`` is one request with one deadline, and each of its LM calls
+gets its own I/O worker.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from dspex_actors._example import Example, Prediction
+from dspex_actors._fields import OutputField
+from dspex_actors._program import current_program
+from dspex_actors._signature import Signature, SignatureError, ensure_signature
+
+if TYPE_CHECKING:
+    from dspex_actors._adapter import ChatAdapter
+    from dspex_actors._system import ActorSystem
+
+__all__ = ["BatchError", "ChainOfThought", "Module", "Predict", "ProgramFileError"]
+
+_DSPY_VERSION_COMPAT = "3.4.1"
+
+
+class ProgramFileError(ValueError):
+    """A saved program file is missing, not JSON, or does not fit this program."""
+
+
+class BatchError(RuntimeError):
+    """Some items of :meth:`Module.batch` failed.
+
+    Nothing is lost: ``results`` holds, in input order, the :class:`Prediction`
+    or the exception of every item; ``errors`` maps input positions to exceptions.
+    """
+
+    def __init__(self, results: list[Any]) -> None:
+        self.results = results
+        self.errors = {i: r for i, r in enumerate(results) if isinstance(r, BaseException)}
+        first = next(iter(self.errors.values()))
+        super().__init__(
+            f"{len(self.errors)} of {len(results)} batch items failed; first: {first!r}"
+        )
+
+
+class Module:
+    """Base class of composable LM programs (DSPy's ``dspy.Module``).
+
+    Subclass it, create sub-modules in ``__init__`` and compose them in
+    ``forward``. Call the module like a function: ``program(question="...")``.
+
+    Example::
+
+        class RAG(dx.Module):
+            def __init__(self):
+                self.rewrite = dx.Predict("question -> query")
+                self.answer = dx.ChainOfThought("context: list[str], question -> answer")
+
+            def forward(self, question):
+                query = self.rewrite(question=question).query
+                return self.answer(context=[query], question=question)
+
+    Threading: a module instance may be called from many threads at once; calls
+    do not mutate it (optimizers work on copies).
+    """
+
+    system: ActorSystem | None = None
+    """Run in this system instead of :func:`~dspex_actors.current_system` (optional)."""
+
+    def forward(self, **kwargs: Any) -> Any:
+        """Compose sub-modules; runs inside the request's program actor."""
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, **kwargs: Any) -> Any:
+        if current_program() is not None:
+            return self.forward(**kwargs)
+        self._check_inputs(kwargs)
+        return self._system().run(self, kwargs)
+
+    def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        """Validate inputs before any I/O (overridden by :class:`Predict`)."""
+
+    def _system(self) -> ActorSystem:
+        from dspex_actors._system import current_system  # noqa: PLC0415 - import cycle
+
+        return self.system if self.system is not None else current_system()
+
+    # --------------------------------------------------------------- batching
+
+    def batch(
+        self,
+        inputs: Sequence[Mapping[str, Any] | Example],
+        max_concurrency: int = 16,
+        *,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Run the module on many inputs, at most ``max_concurrency`` at once.
+
+        ``inputs`` are dicts of keyword arguments or :class:`Example` objects (their
+        ``inputs()`` are used). Returns the predictions in input order. If some
+        items fail, :class:`BatchError` is raised *after all items finished*, with
+        every result and error in it; with ``return_exceptions=True`` the
+        exceptions are returned in place instead.
+
+        Threading: the calling thread feeds ``max_concurrency`` short-lived helper
+        threads that it starts and joins before returning; each item is one
+        program actor.
+        """
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
+        items = [_as_kwargs(item) for item in inputs]
+        for item in items:
+            self._check_inputs(item)
+        system = self._system()
+        results: list[Any] = [None] * len(items)
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for index in range(len(items)):
+            todo.put(index)
+
+        def drain() -> None:
+            while True:
+                try:
+                    index = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results[index] = system.run(self, items[index], timeout=timeout)
+                except Exception as exc:  # noqa: BLE001 - kept per item, reported below
+                    results[index] = exc
+
+        threads = [
+            threading.Thread(target=drain, name=f"dspex:batch-{n}", daemon=True)
+            for n in range(min(max_concurrency, len(items)))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=1.0)
+        if not return_exceptions and any(isinstance(r, BaseException) for r in results):
+            raise BatchError(results)
+        return results
+
+    # ------------------------------------------------------------- parameters
+
+    def named_predictors(self) -> list[tuple[str, Predict]]:
+        """Every :class:`Predict` inside this module, with DSPy's dotted names."""
+        found: list[tuple[str, Predict]] = []
+        seen: set[int] = set()
+
+        def walk(obj: Any, prefix: str) -> None:
+            if id(obj) in seen:
+                return
+            if isinstance(obj, Predict):
+                seen.add(id(obj))
+                found.append((prefix or "self", obj))
+                return
+            if isinstance(obj, Module):
+                seen.add(id(obj))
+                for name, value in vars(obj).items():
+                    if name.startswith("_") or name == "system":
+                        continue
+                    walk(value, f"{prefix}.{name}" if prefix else name)
+            elif isinstance(obj, list | tuple):
+                for i, value in enumerate(obj):
+                    walk(value, f"{prefix}[{i}]")
+            elif isinstance(obj, dict):
+                for key, value in obj.items():
+                    walk(value, f"{prefix}['{key}']")
+
+        if isinstance(self, Predict):
+            return [("self", self)]
+        walk(self, "")
+        return found
+
+    def predictors(self) -> list[Predict]:
+        """The :class:`Predict` modules inside, in attribute order."""
+        return [p for _, p in self.named_predictors()]
+
+    def deepcopy(self) -> Self:
+        """A deep copy (signatures are shared: they are immutable classes)."""
+        return copy.deepcopy(self)
+
+    def reset_copy(self) -> Self:
+        """A deep copy with every predictor's demos cleared."""
+        new = self.deepcopy()
+        for predictor in new.predictors():
+            predictor.reset()
+        return new
+
+    # ------------------------------------------------------------ save / load
+
+    def dump_state(self) -> dict[str, Any]:
+        """The JSON-able state in DSPy's layout: ``{predictor_name: state, ...}``."""
+        return {name: p.dump_state() for name, p in self.named_predictors()}
+
+    def load_state(self, state: Mapping[str, Any]) -> Self:
+        """Load a state from :meth:`dump_state` (or DSPy's ``save``); returns ``self``.
+
+        Raises:
+            ProgramFileError: predictor names do not match this program.
+        """
+        mine = dict(self.named_predictors())
+        theirs = {k: v for k, v in state.items() if k != "metadata"}
+        if set(mine) != set(theirs):
+            raise ProgramFileError(
+                f"saved predictors {sorted(theirs)} do not match this program's {sorted(mine)}"
+            )
+        for name, predictor in mine.items():
+            predictor.load_state(theirs[name])
+        return self
+
+    def save(self, path: str | Path) -> None:
+        """Write the program's state as JSON (DSPy's ``save(path)`` layout). Never pickle.
+
+        Demos, signature instructions and field prefixes/descriptions per
+        predictor; no API keys, no LM configuration. The file is written to a
+        temporary name and renamed, so a crash never leaves half a file.
+        """
+        path = Path(path)
+        if path.suffix != ".json":
+            raise ProgramFileError(f"programs are saved as JSON; use a .json path, got {path}")
+        state = self.dump_state()
+        state["metadata"] = {
+            "dependency_versions": {"dspex_actors": _version(), "dspy_compat": _DSPY_VERSION_COMPAT}
+        }
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(path)
+
+    def load(self, path: str | Path) -> Self:
+        """Load a state saved by :meth:`save` or by DSPy's ``save("x.json")``.
+
+        Raises:
+            ProgramFileError: missing file, not JSON, or not matching this program.
+        """
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ProgramFileError(f"cannot read {path}: {exc}") from exc
+        try:
+            state = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProgramFileError(f"{path} is not JSON (pickled programs are not loaded): {exc}") from exc
+        if not isinstance(state, dict):
+            raise ProgramFileError(f"{path}: expected a JSON object, got {type(state).__name__}")
+        try:
+            return self.load_state(state)
+        except ProgramFileError as exc:
+            raise ProgramFileError(f"{path}: {exc}") from exc
+
+
+class Predict(Module):
+    """One LM call: format the signature's prompt, call the LM, parse the outputs.
+
+    ``Predict(signature, **config)``: ``signature`` is a :class:`Signature` class
+    or a string such as ``"question -> answer"``; ``config`` holds request
+    parameters for every call (``temperature=...``, ``max_tokens=...``).
+    ``demos`` (a list of :class:`Example`) are few-shot examples put in the prompt;
+    ``lm`` names the system LM to use (default ``"default"``).
+
+    Raises, before any I/O: :class:`SignatureError` for missing or unknown inputs.
+    """
+
+    def __init__(
+        self,
+        signature: str | type[Signature],
+        *,
+        lm: str | None = None,
+        adapter: ChatAdapter | None = None,
+        **config: Any,
+    ) -> None:
+        self.signature = ensure_signature(signature)
+        self.demos: list[Example] = []
+        self.lm = lm
+        self.adapter = adapter
+        self.config = dict(config)
+
+    def __repr__(self) -> str:
+        return f"Predict({self.signature.signature!r}, demos={len(self.demos)})"
+
+    def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        self.signature.validate_inputs(inputs)
+
+    def forward(self, **kwargs: Any) -> Prediction:
+        program = current_program()
+        if program is None:  # called as predict.forward(...) directly from user code
+            return self(**kwargs)  # type: ignore[no-any-return]
+        inputs = self.signature.validate_inputs(kwargs)
+        return program.lm_call(self, inputs)
+
+    def reset(self) -> None:
+        """Drop the demos."""
+        self.demos = []
+
+    def dump_state(self) -> dict[str, Any]:
+        """DSPy's per-predictor state: traces, train, demos, signature, lm (always null)."""
+        return {
+            "traces": [],
+            "train": [],
+            "demos": [_demo_to_json(d) for d in self.demos],
+            "signature": self.signature.dump_state(),
+            "lm": None,
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> Self:
+        """Load demos and signature text from a DSPy-layout state dict."""
+        if not isinstance(state, Mapping):
+            raise ProgramFileError(f"a predictor state must be an object, got {type(state).__name__}")
+        demos = state.get("demos", [])
+        if not isinstance(demos, list) or not all(isinstance(d, Mapping) for d in demos):
+            raise ProgramFileError("'demos' must be a list of objects")
+        signature_state = state.get("signature")
+        if signature_state is not None:
+            try:
+                self.signature = self.signature.load_state(signature_state)
+            except (SignatureError, KeyError, TypeError, ValueError) as exc:
+                raise ProgramFileError(f"bad signature state: {exc}") from exc
+        self.demos = [Example(**d) for d in demos]
+        return self
+
+
+_REASONING = "reasoning"
+
+
+class ChainOfThought(Module):
+    """Predict with a ``reasoning`` output field first (DSPy's ``dspy.ChainOfThought``).
+
+    The prediction has ``.reasoning`` and the signature's outputs. Its single
+    sub-predictor is ``self.predict`` (saved as ``"predict"``, as DSPy does).
+    """
+
+    def __init__(self, signature: str | type[Signature], **config: Any) -> None:
+        base = ensure_signature(signature)
+        extended = base.prepend(_REASONING, OutputField(desc="${reasoning}"), str)
+        self.predict = Predict(extended, **config)
+
+    @property
+    def signature(self) -> type[Signature]:
+        """The extended signature (with ``reasoning``)."""
+        return self.predict.signature
+
+    def __repr__(self) -> str:
+        return f"ChainOfThought({self.predict.signature.signature!r})"
+
+    def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        self.predict._check_inputs(inputs)
+
+    def forward(self, **kwargs: Any) -> Prediction:
+        result: Prediction = self.predict(**kwargs)
+        return result
+
+
+def _as_kwargs(item: Mapping[str, Any] | Example) -> dict[str, Any]:
+    if isinstance(item, Example):
+        keys = item.input_keys
+        return dict(item.inputs().items()) if keys else dict(item.items())
+    if isinstance(item, Mapping):
+        return dict(item)
+    raise TypeError(f"batch items must be dicts or Examples, got {item!r}")
+
+
+def _demo_to_json(demo: Any) -> dict[str, Any]:
+    data = demo.to_dict() if isinstance(demo, Example) else dict(demo)
+    return {k: _jsonable(v) for k, v in data.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        if hasattr(value, "model_dump"):
+            return value.model_dump()
+        return str(value)
+    return value
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        return version("dspex-actors")
+    except Exception:  # noqa: BLE001 - running from a source tree
+        return "0+unknown"
+

@@ -1,0 +1,487 @@
+"""Per-request program actors and their I/O worker actors (blueprint 3, corrected design).
+
+A call of a module from outside the actor system starts a :class:`ProgramActor`
+(a temporary child of the ``programs`` dynamic supervisor) and waits for its
+answer, bounded by the request deadline. The program actor runs the module's
+whole ``forward`` in its own thread. For each LM call it:
+
+1. formats the prompt with the adapter;
+2. asks the cache (a miss, a dead or a slow cache all mean "miss");
+3. asks the LM client for a request plan (rate limit and circuit breaker decide;
+   the client answers at once and never does HTTP);
+4. spawns an :class:`IOWorker`, monitors it, and waits (selective receive) for
+   either the completion, sent straight to it by the worker, or a ``Down``
+   carrying the worker's crash reason;
+5. on ``Down`` applies its :class:`RetryPolicy` (backoff with jitter,
+   Retry-After honoured, overall deadline) and spawns a new worker;
+6. parses the completion, stores it in the cache, and returns the prediction.
+
+When the program actor ends, for any reason, no worker of its own outlives it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pykka
+from pykka.messages import _ActorStop
+
+import supervisors as sv
+from dspex_actors._adapter import ChatAdapter, JSONAdapter
+from dspex_actors._cache_store import cache_key
+from dspex_actors._errors import (
+    AdapterParseError,
+    DeadlineExceeded,
+    LMBadRequest,
+    LMConnectionError,
+    LMError,
+)
+from dspex_actors._lm import LM, Completion, execute_plan
+from dspex_actors._protocol import (
+    CacheGet,
+    CachePut,
+    Cancel,
+    Completed,
+    Failed,
+    Outcome,
+    Perform,
+    Planned,
+    PlanRequest,
+    Refused,
+    Run,
+    Wait,
+)
+from dspex_actors._retry import RetryPolicy
+from supervisors._log import describe_reason, logger
+
+if TYPE_CHECKING:
+    import requests
+
+    from dspex_actors._example import Prediction
+
+__all__ = ["IOWorker", "ProgramActor", "Runtime", "current_program"]
+
+CACHE_TIMEOUT = 0.25
+"""Seconds a program waits for the cache before treating the lookup as a miss."""
+
+PLAN_TIMEOUT = 5.0
+"""Seconds a program waits for an LM client's plan before counting it as a failure."""
+
+_call_ids = itertools.count(1)
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a program actor needs to know about its system (immutable, shared)."""
+
+    system_name: str
+    lms: Mapping[str, LM]
+    lm_names: Mapping[str, str]  # lm name -> registered actor name
+    cache_name: str | None
+    retry: RetryPolicy
+    default_lm: str = "default"
+    adapter: ChatAdapter = field(default_factory=ChatAdapter)
+
+
+def current_program() -> ProgramActor | None:
+    """The program actor whose ``forward`` is running in this thread, if any."""
+    program: ProgramActor | None = getattr(_local, "program", None)
+    return program
+
+
+class Cancelled(DeadlineExceeded):
+    """The caller gave up on the request (it timed out or was interrupted)."""
+
+
+# --------------------------------------------------------------------------- worker
+
+
+class IOWorker(sv.Actor):
+    """Runs one HTTP request for one program actor, then exits.
+
+    On success it sends :class:`Completed` straight to the program and an
+    :class:`Outcome` to the LM client. On failure it tells the LM client and then
+    *crashes* with the typed :class:`LMError`: the program receives the crash as
+    a ``Down`` message. Its crashes are expected, so they are not logged as
+    ``actor_crashed``; the program logs ``worker_crashed``.
+    """
+
+    log_crashes = False
+
+    def __init__(
+        self,
+        plan: Any,
+        session: requests.Session,
+        program: pykka.ActorRef[Any],
+        lm_client: sv.NamedRef,
+        call_id: int,
+    ) -> None:
+        super().__init__()
+        self._plan = plan
+        self._session = session
+        self._program = program
+        self._lm_client = lm_client
+        self._call_id = call_id
+
+    def on_receive(self, message: Any) -> Any:
+        if not isinstance(message, Perform):
+            return None
+        started = time.monotonic()
+        try:
+            completion = execute_plan(self._session, self._plan)
+        except LMError as exc:
+            self._report(Outcome(ok=False, latency_s=time.monotonic() - started, error=exc))
+            raise
+        self._program.tell(Completed(self._call_id, completion))
+        self._report(Outcome(ok=True, latency_s=completion.latency_s, usage=completion.usage))
+        self.exit("normal")
+        return None
+
+    def _report(self, outcome: Outcome) -> None:
+        try:
+            self._lm_client.tell(outcome)
+        except pykka.ActorDeadError:
+            pass  # the client is restarting: this one outcome goes uncounted
+
+    def describe(self) -> str | None:
+        return f"POST {self._plan.model}"
+
+
+# -------------------------------------------------------------------------- program
+
+
+class ProgramActor(sv.Actor):
+    """Runs one module call (a whole ``forward``) and owns its I/O workers.
+
+    Started by the caller as a temporary child of ``programs``; answers one
+    :class:`Run` ask with the prediction (or a :class:`Failed` wrapper for an
+    expected ``LMError``) and stops. A bug in user code (any other exception)
+    crashes it, OTP-style: the caller gets that exception.
+
+    ``trap_exits`` is on because it links its workers (so a killed program takes
+    them down); it learns of their crashes through monitors.
+    """
+
+    trap_exits = True
+
+    def __init__(self, runtime: Runtime, module: Any, inputs: dict[str, Any], deadline: float):
+        super().__init__()
+        self.runtime = runtime
+        self.module = module
+        self.inputs = inputs
+        self.deadline = deadline
+        self.attempts = 0
+        self.lm_calls = 0
+        self.cache_hits = 0
+        self.tokens = 0
+        self._workers: dict[str, sv.Actor] = {}
+        self._rng = random.Random()
+        self._status = "starting"
+
+    # ------------------------------------------------------------------ running
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Run):
+            return self._run()
+        return None  # ExitSignal from our own workers, stray messages: nothing to do
+
+    def _run(self) -> Any:
+        started = time.monotonic()
+        label = _module_label(self.module)
+        logger.debug("request.start", program=label)
+        _local.program = self
+        outcome: Any
+        try:
+            outcome = self.module.forward(**self.inputs)
+            status = "ok"
+        except LMError as exc:
+            outcome = Failed(exc)
+            status = type(exc).__name__
+        finally:
+            _local.program = None
+        logger.info(
+            "request.stop",
+            program=label,
+            status=status,
+            duration_ms=round((time.monotonic() - started) * 1000, 3),
+            lm_calls=self.lm_calls,
+            attempts=self.attempts,
+            cache_hits=self.cache_hits,
+            tokens=self.tokens,
+        )
+        self.actor_ref.tell(_ActorStop())  # answer first, then stop
+        return outcome
+
+    def on_stop(self) -> None:
+        self._kill_workers("shutdown")
+
+    def on_failure(self, *_exc_info: Any) -> None:
+        self._kill_workers("shutdown")
+
+    def _kill_workers(self, reason: str) -> None:
+        for worker in list(self._workers.values()):
+            worker._kill(reason)
+        self._workers.clear()
+
+    def describe(self) -> str | None:
+        label = _module_label(self.module)
+        n = len(self._workers)
+        if n:
+            return f"({label})  waiting on {n} worker{'s' if n != 1 else ''}"
+        return f"({label})  {self._status}"
+
+    # --------------------------------------------------------------- LM calls
+
+    def remaining(self) -> float:
+        """Seconds left before this request's deadline."""
+        return self.deadline - time.monotonic()
+
+    def lm_call(self, predictor: Any, inputs: dict[str, Any]) -> Prediction:
+        """One predictor call: format, cache, plan, worker, retry, parse. Actor thread only."""
+        from dspex_actors._example import Prediction  # noqa: PLC0415 - import cycle
+
+        runtime = self.runtime
+        lm_name = predictor.lm or runtime.default_lm
+        lm = runtime.lms.get(lm_name)
+        if lm is None:
+            raise LMBadRequest(f"no LM named {lm_name!r}; configured: {sorted(runtime.lms)}")
+        signature = predictor.signature
+        adapter = predictor.adapter or runtime.adapter
+        demos = list(predictor.demos)
+        overrides = dict(predictor.config)
+        messages = adapter.format(signature, demos, inputs)
+        self.lm_calls += 1
+        try:
+            completion, hit = self._complete(lm_name, lm, messages, overrides)
+            parsed = adapter.parse(signature, completion.text)
+        except AdapterParseError as first:
+            # DSPy's fallback: one more call asking for JSON.
+            json_adapter = JSONAdapter()
+            messages = json_adapter.format(signature, demos, inputs)
+            try:
+                completion, hit = self._complete(lm_name, lm, messages, overrides)
+                parsed = json_adapter.parse(signature, completion.text)
+            except AdapterParseError as second:
+                second.attempts = self.attempts
+                raise second from first
+        if hit:
+            self.cache_hits += 1
+        else:
+            self.tokens += int(completion.usage.get("total_tokens", 0) or 0)
+            self._cache_put(lm, messages, overrides, completion)
+        return Prediction(**parsed)
+
+    def _key(self, lm: LM, messages: list[dict[str, Any]], overrides: dict[str, Any]) -> str:
+        return cache_key(lm.wire_model, messages, lm.request_params(**overrides))
+
+    def _cache_get(self, key: str) -> Any:
+        name = self.runtime.cache_name
+        if name is None:
+            return None
+        ref = sv.whereis(name)
+        if ref is None:
+            return None
+        try:
+            return ref.ask(CacheGet(key), timeout=min(CACHE_TIMEOUT, max(self.remaining(), 0.001)))
+        except Exception as exc:  # noqa: BLE001 - dead, slow or broken cache: a miss
+            logger.debug("cache.miss_on_error", error=repr(exc))
+            return None
+
+    def _cache_put(
+        self, lm: LM, messages: list[dict[str, Any]], overrides: dict[str, Any], completion: Completion
+    ) -> None:
+        name = self.runtime.cache_name
+        if name is None:
+            return
+        ref = sv.whereis(name)
+        if ref is None:
+            return
+        try:
+            ref.tell(CachePut(self._key(lm, messages, overrides), completion.to_dict()))
+        except pykka.ActorDeadError:
+            pass
+
+    def _complete(
+        self, lm_name: str, lm: LM, messages: list[dict[str, Any]], overrides: dict[str, Any]
+    ) -> tuple[Completion, bool]:
+        key = self._key(lm, messages, overrides)
+        cached = self._cache_get(key)
+        if cached is not None:
+            try:
+                return Completion.from_dict(cached), True
+            except (KeyError, TypeError, ValueError):
+                logger.warning("cache.bad_entry", key=key[:16])
+        return self._request(lm_name, messages, overrides), False
+
+    def _request(
+        self, lm_name: str, messages: list[dict[str, Any]], overrides: dict[str, Any]
+    ) -> Completion:
+        retry = self.runtime.retry
+        client = sv.named(self.runtime.lm_names[lm_name])
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            remaining = self.remaining()
+            if remaining <= 0:
+                raise DeadlineExceeded(
+                    f"request deadline passed after {attempt} attempt(s)", attempts=max(attempt, 1)
+                )
+            reply = self._plan(client, messages, overrides, remaining)
+            if isinstance(reply, Wait):
+                if reply.seconds >= self.remaining():
+                    raise DeadlineExceeded(
+                        "rate limit wait would pass the deadline", attempts=max(attempt, 1)
+                    )
+                self._status = f"rate limited, waiting {reply.seconds:.3f}s"
+                self._pause(reply.seconds)
+                continue
+            attempt += 1
+            self.attempts += 1
+            if isinstance(reply, Refused):
+                reply.error.attempts = attempt
+                raise reply.error
+            error = self._attempt(reply, client)
+            if isinstance(error, Completion):
+                return error
+            elapsed = time.monotonic() - started
+            error.attempts = attempt
+            delay = retry.next_delay(attempt, error, elapsed, self._rng)
+            if delay is None or delay >= self.remaining():
+                raise error
+            logger.info(
+                "request.retry",
+                lm=lm_name,
+                attempt=attempt,
+                error=type(error).__name__,
+                delay_s=round(delay, 4),
+            )
+            self._status = f"retrying in {delay:.3f}s after {type(error).__name__}"
+            self._pause(delay)
+
+    def _plan(
+        self,
+        client: sv.NamedRef,
+        messages: list[dict[str, Any]],
+        overrides: dict[str, Any],
+        remaining: float,
+    ) -> Planned | Wait | Refused:
+        try:
+            reply = client.ask(PlanRequest(messages, overrides), timeout=min(PLAN_TIMEOUT, remaining))
+        except (pykka.ActorDeadError, pykka.Timeout):
+            # The client is restarting (or stuck): wait a moment and ask again; the
+            # request deadline bounds how long.
+            return Wait(0.01)
+        assert isinstance(reply, Planned | Wait | Refused)
+        return reply
+
+    def _attempt(self, planned: Planned, client: sv.NamedRef) -> Completion | LMError:
+        call_id = next(_call_ids)
+        with sv.spawn_options(link=self):
+            worker_ref = IOWorker.start(planned.plan, planned.session, self.actor_ref, client, call_id)
+        worker = sv.actor_of(worker_ref)
+        assert worker is not None
+        self._workers[worker.actor_urn] = worker
+        mref = self.monitor(worker_ref)
+        worker_ref.tell(Perform())
+        self._status = "waiting on worker"
+
+        def match(message: Any) -> bool:
+            return (isinstance(message, Completed) and message.call_id == call_id) or (
+                isinstance(message, sv.Down) and message.ref == mref
+            ) or isinstance(message, Cancel)
+
+        try:
+            message = self.receive(match, timeout=max(self.remaining(), 0.0))
+        except pykka.Timeout:
+            worker._kill("killed")
+            self._workers.pop(worker.actor_urn, None)
+            raise DeadlineExceeded(
+                "request deadline passed while waiting for the LM", attempts=self.attempts
+            ) from None
+        if isinstance(message, Cancel):
+            worker._kill("shutdown")
+            self._workers.pop(worker.actor_urn, None)
+            raise Cancelled("the caller cancelled the request", attempts=self.attempts)
+        if isinstance(message, Completed):
+            self.demonitor(mref)
+            self._workers.pop(worker.actor_urn, None)
+            return message.completion
+        self._workers.pop(worker.actor_urn, None)
+        reason = message.reason
+        error = reason if isinstance(reason, LMError) else LMConnectionError(
+            f"I/O worker ended without a result: {describe_reason(reason)}"
+        )
+        logger.info("worker_crashed", program=_module_label(self.module), reason=describe_reason(reason))
+        return error
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (backoff, rate limit) while still hearing a :class:`Cancel`."""
+        try:
+            self.receive(lambda m: isinstance(m, Cancel), timeout=seconds)
+        except pykka.Timeout:
+            return
+        raise Cancelled("the caller cancelled the request", attempts=max(self.attempts, 1))
+
+
+def _module_label(module: Any) -> str:
+    signature = getattr(module, "signature", None)
+    if signature is not None:
+        return f"{type(module).__name__} {getattr(signature, '__name__', 'Signature')}"
+    return type(module).__name__
+
+
+# ----------------------------------------------------------------------- entry point
+
+
+def run_in_program(
+    runtime: Runtime,
+    programs: str,
+    module: Any,
+    inputs: dict[str, Any],
+    *,
+    timeout: float,
+    on_started: Callable[[pykka.ActorRef[Any]], None] | None = None,
+) -> Any:
+    """Start a program actor under ``programs``, run ``module(**inputs)`` in it, return the result.
+
+    Called from any thread outside the actor system. Blocks at most ``timeout``
+    seconds (plus a small grace for the program to report its own deadline).
+
+    Raises:
+        LMError: the request failed (typed; ``attempts`` says how many were made).
+        DeadlineExceeded: no answer within the deadline (the program is killed).
+        Exception: a bug in the module's ``forward`` (its exception, as raised).
+    """
+    deadline = time.monotonic() + timeout
+    spec = sv.ChildSpec(
+        id="program",
+        start=ProgramActor.start,
+        args=(runtime, module, inputs, deadline),
+        restart="temporary",
+        shutdown=1.0,
+    )
+    ref = sv.start_child(programs, spec)
+    if on_started is not None:
+        on_started(ref)
+    try:
+        result = ref.ask(Run(), timeout=timeout + 1.0)
+    except pykka.Timeout:
+        sv.kill(ref, reason="killed")
+        raise DeadlineExceeded(f"no answer within {timeout} s") from None
+    except KeyboardInterrupt:
+        try:
+            ref.tell(Cancel())
+        except pykka.ActorDeadError:
+            pass
+        sv.kill(ref, reason="shutdown")
+        raise
+    if isinstance(result, Failed):
+        raise result.error
+    return result
