@@ -20,9 +20,21 @@ from dspex_actors._ratelimit import TokenBucket
 from supervisors import Actor
 from supervisors._log import logger
 
-__all__ = ["LMClient"]
+__all__ = ["LMClient", "LMCounters"]
 
 _LATENCY_WINDOW = 1000
+
+
+class LMCounters:
+    """Request statistics of one LM, kept across restarts of its client.
+
+    Written only by the LM client actor's thread (one live client at a time).
+    """
+
+    def __init__(self) -> None:
+        self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.restarts = 0
 
 
 class LMClient(Actor):
@@ -37,7 +49,7 @@ class LMClient(Actor):
     counters start afresh.
     """
 
-    def __init__(self, lm_name: str, lm: LM) -> None:
+    def __init__(self, lm_name: str, lm: LM, counters: LMCounters | None = None) -> None:
         super().__init__()
         self.lm_name = lm_name
         self.lm = lm
@@ -46,8 +58,12 @@ class LMClient(Actor):
         self._breaker = CircuitBreaker(
             lm.breaker_threshold, lm.breaker_cooldown, trial_timeout=max(60.0, lm.timeout * 2)
         )
-        self._latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
-        self._counts: collections.Counter[str] = collections.Counter()
+        # Counters are handed in by the system so they survive restarts of this
+        # actor (a restart resets the pool and the breaker, not the history).
+        shared = counters if counters is not None else LMCounters()
+        self._latencies = shared.latencies
+        self._counts = shared.counts
+        shared.restarts = self._sv_restarts
 
     def on_start(self) -> None:
         self._session = make_session(self.lm.pool_size)
@@ -70,7 +86,9 @@ class LMClient(Actor):
             return None
         if isinstance(message, GetStats):
             return self.stats()
-        logger.warning("unexpected_message", actor="LMClient", lm=self.lm_name, message=repr(message))
+        logger.warning(
+            "unexpected_message", actor="LMClient", lm=self.lm_name, message=repr(message)
+        )
         return None
 
     def _plan(self, request: PlanRequest) -> Planned | Wait | Refused:
@@ -129,6 +147,7 @@ class LMClient(Actor):
                 "mean": round(statistics.fmean(lat) * 1000, 3) if lat else None,
             },
             "breaker": self._breaker.snapshot(),
+            "client_restarts": self._sv_restarts,
         }
 
     def describe(self) -> str | None:

@@ -9,11 +9,12 @@ gets its own I/O worker.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -89,7 +90,7 @@ class Module:
         """Validate inputs before any I/O (overridden by :class:`Predict`)."""
 
     def _system(self) -> ActorSystem:
-        from dspex_actors._system import current_system  # noqa: PLC0415 - import cycle
+        from dspex_actors._system import current_system
 
         return self.system if self.system is not None else current_system()
 
@@ -134,7 +135,7 @@ class Module:
                     return
                 try:
                     results[index] = system.run(self, items[index], timeout=timeout)
-                except Exception as exc:  # noqa: BLE001 - kept per item, reported below
+                except Exception as exc:
                     results[index] = exc
 
         threads = [
@@ -251,7 +252,9 @@ class Module:
         try:
             state = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ProgramFileError(f"{path} is not JSON (pickled programs are not loaded): {exc}") from exc
+            raise ProgramFileError(
+                f"{path} is not JSON (pickled programs are not loaded): {exc}"
+            ) from exc
         if not isinstance(state, dict):
             raise ProgramFileError(f"{path}: expected a JSON object, got {type(state).__name__}")
         try:
@@ -297,7 +300,9 @@ class Predict(Module):
         if program is None:  # called as predict.forward(...) directly from user code
             return self(**kwargs)  # type: ignore[no-any-return]
         inputs = self.signature.validate_inputs(kwargs)
-        return program.lm_call(self, inputs)
+        prediction = program.lm_call(self, inputs)
+        _record_trace(self, inputs, prediction)  # teleprompters' trace hook (see below)
+        return prediction
 
     def reset(self) -> None:
         """Drop the demos."""
@@ -316,7 +321,9 @@ class Predict(Module):
     def load_state(self, state: Mapping[str, Any]) -> Self:
         """Load demos and signature text from a DSPy-layout state dict."""
         if not isinstance(state, Mapping):
-            raise ProgramFileError(f"a predictor state must be an object, got {type(state).__name__}")
+            raise ProgramFileError(
+                f"a predictor state must be an object, got {type(state).__name__}"
+            )
         demos = state.get("demos", [])
         if not isinstance(demos, list) or not all(isinstance(d, Mapping) for d in demos):
             raise ProgramFileError("'demos' must be a list of objects")
@@ -328,6 +335,36 @@ class Predict(Module):
                 raise ProgramFileError(f"bad signature state: {exc}") from exc
         self.demos = [Example(**d) for d in demos]
         return self
+
+
+# ----------------------------------------------------------------- trace hook
+# Teleprompters (``_teleprompt.py``/``_compile.py``) need every predictor's inputs
+# and outputs during a teacher run, as DSPy's ``settings.trace``. A whole
+# ``forward`` runs in one program actor's thread, so a thread-local list is
+# enough: ``recording_trace()`` turns recording on in the current thread and
+# ``Predict.forward`` appends ``(predictor, inputs, prediction)`` to it. When no
+# recording is on (the normal case) ``_record_trace`` is one getattr.
+_trace_local = threading.local()
+
+TraceStep = tuple["Predict", dict[str, Any], Prediction]
+
+
+@contextlib.contextmanager
+def recording_trace() -> Iterator[list[TraceStep]]:
+    """Record the predictor calls made in this thread inside the ``with`` block."""
+    previous = getattr(_trace_local, "trace", None)
+    trace: list[TraceStep] = []
+    _trace_local.trace = trace
+    try:
+        yield trace
+    finally:
+        _trace_local.trace = previous
+
+
+def _record_trace(predictor: Predict, inputs: dict[str, Any], prediction: Prediction) -> None:
+    trace: list[TraceStep] | None = getattr(_trace_local, "trace", None)
+    if trace is not None:
+        trace.append((predictor, dict(inputs), prediction))
 
 
 _REASONING = "reasoning"
@@ -387,9 +424,8 @@ def _jsonable(value: Any) -> Any:
 
 def _version() -> str:
     try:
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
         return version("dspex-actors")
-    except Exception:  # noqa: BLE001 - running from a source tree
+    except Exception:
         return "0+unknown"
-

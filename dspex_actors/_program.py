@@ -33,7 +33,7 @@ import pykka
 from pykka.messages import _ActorStop
 
 import supervisors as sv
-from dspex_actors._adapter import ChatAdapter, JSONAdapter
+from dspex_actors._adapter import ChatAdapter
 from dspex_actors._cache_store import cache_key
 from dspex_actors._errors import (
     AdapterParseError,
@@ -59,6 +59,7 @@ from dspex_actors._protocol import (
 )
 from dspex_actors._retry import RetryPolicy
 from supervisors._log import describe_reason, logger
+from supervisors._supervisor import _supervisor as sv_supervisor
 
 if TYPE_CHECKING:
     import requests
@@ -114,6 +115,7 @@ class IOWorker(sv.Actor):
     """
 
     log_crashes = False
+    reuse_threads = True
 
     def __init__(
         self,
@@ -139,8 +141,11 @@ class IOWorker(sv.Actor):
         except LMError as exc:
             self._report(Outcome(ok=False, latency_s=time.monotonic() - started, error=exc))
             raise
-        self._program.tell(Completed(self._call_id, completion))
+        # Bookkeeping first, the program's wake-up last: under the GIL, whatever
+        # this thread does after waking the program delays the program.
         self._report(Outcome(ok=True, latency_s=completion.latency_s, usage=completion.usage))
+        self.unlink(self._program)  # a normal exit needs no ExitSignal to the program
+        self._program.tell(Completed(self._call_id, completion))
         self.exit("normal")
         return None
 
@@ -170,6 +175,7 @@ class ProgramActor(sv.Actor):
     """
 
     trap_exits = True
+    reuse_threads = True
 
     def __init__(self, runtime: Runtime, module: Any, inputs: dict[str, Any], deadline: float):
         super().__init__()
@@ -245,7 +251,7 @@ class ProgramActor(sv.Actor):
 
     def lm_call(self, predictor: Any, inputs: dict[str, Any]) -> Prediction:
         """One predictor call: format, cache, plan, worker, retry, parse. Actor thread only."""
-        from dspex_actors._example import Prediction  # noqa: PLC0415 - import cycle
+        from dspex_actors._example import Prediction
 
         runtime = self.runtime
         lm_name = predictor.lm or runtime.default_lm
@@ -259,23 +265,25 @@ class ProgramActor(sv.Actor):
         messages = adapter.format(signature, demos, inputs)
         self.lm_calls += 1
         try:
-            completion, hit = self._complete(lm_name, lm, messages, overrides)
+            completion, key = self._complete(lm_name, lm, messages, overrides)
             parsed = adapter.parse(signature, completion.text)
         except AdapterParseError as first:
-            # DSPy's fallback: one more call asking for JSON.
-            json_adapter = JSONAdapter()
+            # DSPy's fallback: one more call asking for JSON (unless the adapter
+            # already is the JSON one or its fallback is off).
+            json_adapter = adapter.fallback()
+            if json_adapter is None:
+                first.attempts = self.attempts
+                raise
             messages = json_adapter.format(signature, demos, inputs)
             try:
-                completion, hit = self._complete(lm_name, lm, messages, overrides)
+                completion, key = self._complete(lm_name, lm, messages, overrides)
                 parsed = json_adapter.parse(signature, completion.text)
             except AdapterParseError as second:
                 second.attempts = self.attempts
                 raise second from first
-        if hit:
-            self.cache_hits += 1
-        else:
+        if key is not None:  # fresh from the LM and parsed: worth keeping
             self.tokens += int(completion.usage.get("total_tokens", 0) or 0)
-            self._cache_put(lm, messages, overrides, completion)
+            self._cache_put(key, completion)
         return Prediction(**parsed)
 
     def _key(self, lm: LM, messages: list[dict[str, Any]], overrides: dict[str, Any]) -> str:
@@ -290,35 +298,38 @@ class ProgramActor(sv.Actor):
             return None
         try:
             return ref.ask(CacheGet(key), timeout=min(CACHE_TIMEOUT, max(self.remaining(), 0.001)))
-        except Exception as exc:  # noqa: BLE001 - dead, slow or broken cache: a miss
+        except Exception as exc:
             logger.debug("cache.miss_on_error", error=repr(exc))
             return None
 
-    def _cache_put(
-        self, lm: LM, messages: list[dict[str, Any]], overrides: dict[str, Any], completion: Completion
-    ) -> None:
+    def _cache_put(self, key: str, completion: Completion) -> None:
         name = self.runtime.cache_name
-        if name is None:
-            return
-        ref = sv.whereis(name)
+        ref = sv.whereis(name) if name is not None else None
         if ref is None:
             return
         try:
-            ref.tell(CachePut(self._key(lm, messages, overrides), completion.to_dict()))
+            ref.tell(CachePut(key, completion.to_dict()))
         except pykka.ActorDeadError:
             pass
 
     def _complete(
         self, lm_name: str, lm: LM, messages: list[dict[str, Any]], overrides: dict[str, Any]
-    ) -> tuple[Completion, bool]:
+    ) -> tuple[Completion, str | None]:
+        """The completion for ``messages`` and its cache key if it came from the LM
+        (``None`` for a cache hit or when there is no cache: nothing to store)."""
+        if self.runtime.cache_name is None:
+            return self._request(lm_name, messages, overrides), None
         key = self._key(lm, messages, overrides)
         cached = self._cache_get(key)
         if cached is not None:
             try:
-                return Completion.from_dict(cached), True
+                completion = Completion.from_dict(cached)
             except (KeyError, TypeError, ValueError):
                 logger.warning("cache.bad_entry", key=key[:16])
-        return self._request(lm_name, messages, overrides), False
+            else:
+                self.cache_hits += 1
+                return completion, None
+        return self._request(lm_name, messages, overrides), key
 
     def _request(
         self, lm_name: str, messages: list[dict[str, Any]], overrides: dict[str, Any]
@@ -373,7 +384,9 @@ class ProgramActor(sv.Actor):
         remaining: float,
     ) -> Planned | Wait | Refused:
         try:
-            reply = client.ask(PlanRequest(messages, overrides), timeout=min(PLAN_TIMEOUT, remaining))
+            reply = client.ask(
+                PlanRequest(messages, overrides), timeout=min(PLAN_TIMEOUT, remaining)
+            )
         except (pykka.ActorDeadError, pykka.Timeout):
             # The client is restarting (or stuck): wait a moment and ask again; the
             # request deadline bounds how long.
@@ -383,19 +396,24 @@ class ProgramActor(sv.Actor):
 
     def _attempt(self, planned: Planned, client: sv.NamedRef) -> Completion | LMError:
         call_id = next(_call_ids)
-        with sv.spawn_options(link=self):
-            worker_ref = IOWorker.start(planned.plan, planned.session, self.actor_ref, client, call_id)
+        # Linked (a killed program takes its workers down) and monitored from
+        # birth, with its work already in its mailbox: one wake-up, no gap.
+        with sv.spawn_options(link=self, monitor=self, first_message=Perform()) as options:
+            worker_ref = IOWorker.start(
+                planned.plan, planned.session, self.actor_ref, client, call_id
+            )
         worker = sv.actor_of(worker_ref)
-        assert worker is not None
+        mref = options.monitor_ref
+        assert worker is not None and mref is not None
         self._workers[worker.actor_urn] = worker
-        mref = self.monitor(worker_ref)
-        worker_ref.tell(Perform())
         self._status = "waiting on worker"
 
         def match(message: Any) -> bool:
-            return (isinstance(message, Completed) and message.call_id == call_id) or (
-                isinstance(message, sv.Down) and message.ref == mref
-            ) or isinstance(message, Cancel)
+            return (
+                (isinstance(message, Completed) and message.call_id == call_id)
+                or (isinstance(message, sv.Down) and message.ref == mref)
+                or isinstance(message, Cancel)
+            )
 
         try:
             message = self.receive(match, timeout=max(self.remaining(), 0.0))
@@ -415,10 +433,14 @@ class ProgramActor(sv.Actor):
             return message.completion
         self._workers.pop(worker.actor_urn, None)
         reason = message.reason
-        error = reason if isinstance(reason, LMError) else LMConnectionError(
-            f"I/O worker ended without a result: {describe_reason(reason)}"
+        error = (
+            reason
+            if isinstance(reason, LMError)
+            else LMConnectionError(f"I/O worker ended without a result: {describe_reason(reason)}")
         )
-        logger.info("worker_crashed", program=_module_label(self.module), reason=describe_reason(reason))
+        logger.info(
+            "worker_crashed", program=_module_label(self.module), reason=describe_reason(reason)
+        )
         return error
 
     def _pause(self, seconds: float) -> None:
@@ -467,11 +489,14 @@ def run_in_program(
         restart="temporary",
         shutdown=1.0,
     )
-    ref = sv.start_child(programs, spec)
+    answer: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    _, supervisor = sv_supervisor(programs)
+    # The Run request rides in the new actor's mailbox from birth.
+    ref = supervisor.start_child_here(spec, first=(Run(), answer))
     if on_started is not None:
         on_started(ref)
     try:
-        result = ref.ask(Run(), timeout=timeout + 1.0)
+        result = answer.get(timeout=timeout + 1.0)
     except pykka.Timeout:
         sv.kill(ref, reason="killed")
         raise DeadlineExceeded(f"no answer within {timeout} s") from None

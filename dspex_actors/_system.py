@@ -24,10 +24,11 @@ import supervisors as sv
 from dspex_actors._cache_actor import CacheActor
 from dspex_actors._cache_store import CacheConfig
 from dspex_actors._lm import LM
-from dspex_actors._lm_client import LMClient
+from dspex_actors._lm_client import LMClient, LMCounters
 from dspex_actors._program import Runtime, run_in_program
 from dspex_actors._protocol import CacheClear, GetStats
 from dspex_actors._retry import RetryPolicy
+from supervisors._threads import shutdown_idle_threads
 
 __all__ = ["ActorSystem", "NoSystemError", "current_system", "start"]
 
@@ -106,14 +107,16 @@ class ActorSystem:
             sv.ChildSpec(
                 id=f"lm:{lm_name}",
                 start=LMClient.start,
-                args=(lm_name, lm),
+                args=(lm_name, lm, LMCounters()),
                 name=self._lm_names[lm_name],
             )
             for lm_name, lm in self.lms.items()
         ]
         if cache is not None:
             children.append(
-                sv.ChildSpec(id="cache", start=CacheActor.start, args=(cache,), name=self._cache_name)
+                sv.ChildSpec(
+                    id="cache", start=CacheActor.start, args=(cache,), name=self._cache_name
+                )
             )
         children.append(
             sv.ChildSpec(
@@ -173,7 +176,9 @@ class ActorSystem:
         if self._closed:
             raise RuntimeError(f"actor system {self.name!r} is shut down")
         limit = timeout if timeout is not None else (self.retry.deadline or DEFAULT_REQUEST_TIMEOUT)
-        return run_in_program(self.runtime, self._programs_name, module, dict(inputs), timeout=limit)
+        return run_in_program(
+            self.runtime, self._programs_name, module, dict(inputs), timeout=limit
+        )
 
     # ----------------------------------------------------------- introspection
 
@@ -221,6 +226,7 @@ class ActorSystem:
                 _systems.remove(self)
         if self.root.is_alive():
             sv.stop(self.root, timeout=timeout)
+        shutdown_idle_threads()
 
     def __enter__(self) -> ActorSystem:
         return self
@@ -252,9 +258,9 @@ def start(
 
     Give either ``lm`` (registered as ``"default"``) or ``lms={"default": ...,
     "teacher": ...}``. ``cache`` defaults to ``CacheConfig()`` (in memory,
-    10,000 entries); ``cache=False`` runs without a cache actor. ``retry`` defaults to ``RetryPolicy()``. With
-    ``configure_logs`` (default) structlog gets a readable stderr setup unless the
-    application configured it already.
+    10,000 entries); ``cache=False`` runs without a cache actor. ``retry``
+    defaults to ``RetryPolicy()``. With ``configure_logs`` (default) structlog
+    gets a readable stderr setup unless the application configured it already.
 
     Raises:
         ValueError: neither or both of ``lm`` and ``lms``.

@@ -32,17 +32,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import pykka
 from pykka import ActorDeadError, ActorRef, ActorRegistry, Timeout
+from pykka._envelope import Envelope
 from pykka.messages import _ActorStop
 
 from supervisors import _registry
 from supervisors._errors import NoProc, StartError
 from supervisors._log import describe_reason, logger
 from supervisors._messages import Down, ExitSignal, MonitorRef, Reason, is_normal
+from supervisors._threads import run_pooled
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    from pykka._envelope import Envelope
 
 __all__ = ["Actor", "actor_of", "spawn_options"]
 
@@ -130,7 +130,11 @@ class _SpawnOptions:
     name: str | None = None
     link: Actor | None = None
     restarts: int = 0
+    monitor: Actor | None = None
+    first_envelope: Any = None
     consumed: bool = False
+    actor: Actor | None = None  # the actor that took these options
+    monitor_ref: MonitorRef | None = None  # set when ``monitor`` was given
 
 
 _spawn_local = threading.local()
@@ -144,8 +148,22 @@ class spawn_options:
     Only the first ``Actor.start`` call in the block takes the options.
     """
 
-    def __init__(self, *, name: str | None = None, link: Actor | None = None, restarts: int = 0):
-        self.options = _SpawnOptions(name=name, link=link, restarts=restarts)
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        link: Actor | None = None,
+        restarts: int = 0,
+        monitor: Actor | None = None,
+        first_message: Any = None,
+        first_reply_to: pykka.Future[Any] | None = None,
+    ):
+        envelope = None
+        if first_message is not None:
+            envelope = Envelope(first_message, reply_to=first_reply_to)
+        self.options = _SpawnOptions(
+            name=name, link=link, restarts=restarts, monitor=monitor, first_envelope=envelope
+        )
         self._previous: _SpawnOptions | None = None
 
     def __enter__(self) -> _SpawnOptions:
@@ -240,6 +258,11 @@ class Actor(pykka.ThreadingActor):
 
     actor_inbox: _Inbox
 
+    reuse_threads: ClassVar[bool] = False
+    """If ``True``, the actor runs on a pooled thread that is reused after it ends
+    (see ``supervisors._threads``): for short-lived actors, where starting an OS
+    thread would cost more than the actor's work."""
+
     start_timeout: ClassVar[float] = 30.0
     """Seconds ``start()`` waits for ``on_start``; past it the actor is killed and
     :class:`StartError` (reason ``"timeout"``) raised."""
@@ -263,6 +286,7 @@ class Actor(pykka.ThreadingActor):
         self._sv_restarts = 0
         self._sv_parent_urn: str | None = None
         self._sv_thread: threading.Thread | None = None
+        self._sv_done = threading.Event()
 
     # ------------------------------------------------------------------ starting
 
@@ -288,6 +312,7 @@ class Actor(pykka.ThreadingActor):
         obj = cls(*args, **kwargs)
         ref = obj.actor_ref
         if options is not None:
+            options.actor = obj
             obj._sv_restarts = options.restarts
         ActorRegistry.register(ref)
         if options is not None:
@@ -298,6 +323,13 @@ class Actor(pykka.ThreadingActor):
                     ActorRegistry.unregister(ref)
                     obj.actor_stopped.set()
                     raise
+            if options.monitor is not None:
+                mref = MonitorRef()
+                obj._sv_watchers[mref] = _ActorWatcher(options.monitor.actor_ref)
+                options.monitor._sv_monitoring[mref] = obj
+                options.monitor_ref = mref
+            if options.first_envelope is not None:
+                obj.actor_inbox.put(options.first_envelope)
             if options.link is not None:
                 obj._sv_parent_urn = options.link.actor_urn
                 obj._sv_add_link(options.link)
@@ -306,6 +338,8 @@ class Actor(pykka.ThreadingActor):
                     obj._sv_terminate("noproc")
                     raise StartError(str(obj), "parent_dead")
         obj._start_actor_loop()
+        if cls.on_start is pykka.Actor.on_start:
+            return ref  # nothing can fail before the first message: no handshake needed
         if not obj._sv_started.wait(cls.start_timeout):
             obj._kill("killed")
             raise StartError(str(obj), "timeout")
@@ -317,14 +351,29 @@ class Actor(pykka.ThreadingActor):
         return ref
 
     def _start_actor_loop(self) -> None:
+        if self.reuse_threads:
+            self._sv_thread = run_pooled(self._actor_loop)
+            return
         name = self._sv_name or type(self).__name__
         thread = threading.Thread(target=self._actor_loop, name=f"sv:{name}", daemon=True)
         self._sv_thread = thread
         thread.start()
 
+    def _sv_wait_gone(self, timeout: float | None) -> bool:
+        """Wait until the actor's loop has returned (its thread is gone or back in the pool)."""
+        if self._sv_killed or self._sv_thread is threading.current_thread():
+            return True
+        return self._sv_done.wait(timeout)
+
     # --------------------------------------------------------------------- loop
 
     def _actor_loop(self) -> None:
+        try:
+            self._sv_loop()
+        finally:
+            self._sv_done.set()
+
+    def _sv_loop(self) -> None:
         try:
             self.on_start()
         except _SelfExit as exit_:
@@ -474,6 +523,8 @@ class Actor(pykka.ThreadingActor):
                 return False
             self._sv_terminated = True
             self._sv_exit_reason = reason
+            # Kept on the ref too: it outlives this object (refs hold a weakref).
+            self.actor_ref._sv_exit = (reason, self._sv_name)  # type: ignore[attr-defined]
             links = list(self._sv_links.values())
             self._sv_links.clear()
             watchers = list(self._sv_watchers.items())

@@ -54,6 +54,7 @@ class DynamicSupervisor(_SupervisorBase):
     @classmethod
     def start(
         cls,
+        *,
         max_children: int | None = None,
         max_restarts: int = 3,
         max_seconds: float = 5.0,
@@ -71,24 +72,36 @@ class DynamicSupervisor(_SupervisorBase):
             )
 
     def _shutdown_all(self) -> None:
-        self._shutdown_children(list(self._children), parallel=True)
+        with self._children_lock:
+            children = list(self._children)
+        self._shutdown_children(children, parallel=True)
         with self._children_lock:
             self._children.clear()
 
-    def _call_start_child(self, spec: ChildSpec) -> ActorRef[Any]:
-        running = sum(1 for c in self._children if c.ref is not None)
-        if self.max_children is not None and running >= self.max_children:
-            raise SupervisorError(f"{self.label()}: max_children ({self.max_children}) reached")
-        child = _Child(next(self._seq), spec)
+    def _new_child(self, spec: ChildSpec) -> _Child:
+        """Reserve a slot (and a sequence number) for a new child. Any thread."""
         with self._children_lock:
+            if self._sv_terminated:
+                raise StartError(f"child of {self.label()}", "noproc")
+            if self.max_children is not None:
+                running = sum(
+                    1 for c in self._children if c.ref is not None or c.state != "stopped"
+                )
+                if running >= self.max_children:
+                    raise SupervisorError(
+                        f"{self.label()}: max_children ({self.max_children}) reached"
+                    )
+            child = _Child(next(self._seq), spec, state="restarting")
             self._children.append(child)
+        return child
+
+    def _call_start_child(self, spec: ChildSpec) -> ActorRef[Any]:
+        child = self._new_child(spec)
         try:
-            self._start_child_record(child)
+            return self._start_child_record(child)
         except StartError:
             self._remove(child)
             raise
-        assert child.ref is not None
-        return child.ref
 
     def _call_terminate_child(self, target: Any) -> None:
         child = self._by_urn.get(target.actor_urn) if isinstance(target, ActorRef) else None

@@ -271,7 +271,17 @@ def get_status(ref_or_name: ActorRef[Any] | str | Any, timeout: float = 1.0) -> 
         except NoProc:
             alive = False
     if actor is None:
-        return Status(ref.actor_class.__name__, ref.actor_urn, None, alive, 0, 0, state)
+        reason, name = getattr(ref, "_sv_exit", (None, None))
+        return Status(
+            ref.actor_class.__name__,
+            ref.actor_urn,
+            name,
+            alive,
+            0,
+            0,
+            state,
+            exit_reason=None if reason is None else describe_reason(reason),
+        )
     reason = actor.exit_reason
     return Status(
         actor_class=type(actor).__name__,

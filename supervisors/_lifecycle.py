@@ -63,9 +63,10 @@ def stop(
         logger.error("stop_timeout", actor=str(actor), timeout=wait)
         actor._kill("killed")
         return False
+    actor._sv_wait_gone(max(0.0, deadline - time.monotonic()))
     thread = actor._sv_thread
-    if thread is not None and thread is not threading.current_thread() and not actor._sv_killed:
-        thread.join(max(0.0, deadline - time.monotonic()))
+    if not actor.reuse_threads and thread is not None and thread is not threading.current_thread():
+        thread.join(max(0.0, deadline - time.monotonic()))  # the OS thread itself is gone too
     return True
 
 

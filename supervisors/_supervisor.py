@@ -78,9 +78,9 @@ class _SupervisorBase(Actor):
     kind = "supervisor"
     strategy: Strategy = "one_for_one"
     forget_stopped = False
+    """Dynamic supervisors drop the record of a child that ended for good."""
     progress_level = 20
     """Log level of ``child_started`` reports (dynamic supervisors use debug)."""
-    """Dynamic supervisors drop the record of a child that ended for good."""
 
     def __init__(self, *, max_restarts: int, max_seconds: float) -> None:
         super().__init__()
@@ -108,11 +108,24 @@ class _SupervisorBase(Actor):
 
     # ----------------------------------------------------------- start / stop
 
-    def _start_child_record(self, child: _Child) -> None:
-        """Start ``child`` now; raise :class:`StartError` on failure (logged)."""
+    def _start_child_record(
+        self, child: _Child, first: tuple[Any, Any] | None = None
+    ) -> ActorRef[Any]:
+        """Start ``child`` now and return its ref; raise :class:`StartError` on failure (logged).
+
+        The record may already say "stopped" when this returns: a child can end
+        (and, if temporary, be forgotten) before its starter reads the record.
+        """
         spec = child.spec
+        message, reply_to = first if first is not None else (None, None)
         try:
-            with spawn_options(name=spec.name, link=self, restarts=child.restarts) as options:
+            with spawn_options(
+                name=spec.name,
+                link=self,
+                restarts=child.restarts,
+                first_message=message,
+                first_reply_to=reply_to,
+            ) as options:
                 ref = spec.start(*spec.args, **spec.kwargs)
             actor = actor_of(ref) if isinstance(ref, ActorRef) else None
             if actor is None:
@@ -122,6 +135,14 @@ class _SupervisorBase(Actor):
                     f"child {spec.id!r}: start must return the ActorRef of a supervisors.Actor, "
                     f"got {ref!r}"
                 )
+            if options.consumed and options.actor is not actor and options.actor is not None:
+                # The start function started a helper actor first: the options (name,
+                # link) went to the helper. Give them to the actor it returned.
+                helper = options.actor
+                if spec.name is not None:
+                    _registry._release(spec.name, helper.actor_ref)
+                self.unlink(helper.actor_ref)
+                options.consumed = False
             if not options.consumed:
                 # The start function handed back an actor it did not start here.
                 if spec.name is not None:
@@ -153,6 +174,44 @@ class _SupervisorBase(Actor):
             name=spec.name,
             restart=spec.restart,
         )
+        return ref
+
+    def start_child_here(
+        self, spec: ChildSpec, first: tuple[Any, Any] | None = None
+    ) -> ActorRef[Any]:
+        """Start a child of this dynamic supervisor in the *calling* thread.
+
+        Same guarantees as :func:`start_child` (linked to the supervisor before its
+        thread runs, in the child table, shut down with the supervisor) without the
+        round trip through the supervisor's mailbox: for per-request actors, where
+        that hop would double the cost of starting one. Only for supervisors that
+        keep no order among children (dynamic and task supervisors).
+
+        ``first`` is an optional ``(message, reply_to_future)`` put in the child's
+        mailbox before its thread starts.
+
+        Raises:
+            StartError: the child failed to start, or the supervisor is gone.
+            SupervisorError: ``max_children`` reached.
+        """
+        if self.kind == "supervisor":
+            raise SupervisorError("start_child_here is for dynamic supervisors only")
+        child = self._new_child(spec)
+        try:
+            ref = self._start_child_record(child, first)
+        except StartError:
+            self._remove(child)
+            raise
+        if not ref.is_alive():
+            # It died before it was in the table, so the supervisor may have
+            # ignored its exit: forget it here (this is what the exit would do).
+            with self._children_lock:
+                self._by_urn.pop(ref.actor_urn, None)
+            self._remove(child)
+        return ref
+
+    def _new_child(self, spec: ChildSpec) -> _Child:
+        raise SupervisorError(f"{type(self).__name__} cannot start children from the caller")
 
     def _detach(self, child: _Child) -> tuple[ActorRef[Any] | None, Actor | None]:
         with self._children_lock:
@@ -216,9 +275,7 @@ class _SupervisorBase(Actor):
                 reason=describe_reason(reason),
                 restart=child.spec.restart,
             )
-        thread = actor._sv_thread
-        if thread is not None and not actor._sv_killed and thread is not threading.current_thread():
-            thread.join(timeout=1.0)
+        actor._sv_wait_gone(1.0)
         logger.info(
             "child_terminated",
             supervisor=self.label(),
@@ -324,6 +381,24 @@ class _SupervisorBase(Actor):
             self._escalate(group[0], "start_error")
             return
         self._start_in_order(group)
+
+    def _sv_on_link_exit(self, peer: Actor, reason: Reason) -> None:
+        # Runs in the exiting child's thread. A dynamic supervisor's temporary
+        # child that ends normally needs nothing from the supervisor but the
+        # removal of its record: do that here instead of waking the supervisor
+        # (per-request actors would otherwise cost it a wake-up each).
+        if self.forget_stopped and is_normal(reason):
+            with self._children_lock:
+                child = self._by_urn.get(peer.actor_urn)
+                if child is not None and child.spec.restart != "permanent":
+                    del self._by_urn[peer.actor_urn]
+                    child.ref, child.actor, child.state = None, None, "stopped"
+                    if child in self._children:
+                        self._children.remove(child)
+                    with self._sv_lock:
+                        self._sv_links.pop(peer.actor_urn, None)
+                    return
+        super()._sv_on_link_exit(peer, reason)
 
     def _remove(self, child: _Child) -> None:
         with self._children_lock:
@@ -508,12 +583,10 @@ class Supervisor(_SupervisorBase):
         with self._children_lock:
             self._children.append(child)
         try:
-            self._start_child_record(child)
+            return self._start_child_record(child)
         except StartError:
             self._remove(child)
             raise
-        assert child.ref is not None
-        return child.ref
 
     def _call_terminate_child(self, key: Any) -> None:
         if isinstance(key, ActorRef):
@@ -530,9 +603,7 @@ class Supervisor(_SupervisorBase):
         child = self._find(key)
         if child.ref is not None:
             raise SupervisorError(f"{self.label()}: child {key!r} is running")
-        self._start_child_record(child)
-        assert child.ref is not None
-        return child.ref
+        return self._start_child_record(child)
 
     def _call_delete_child(self, key: Any) -> None:
         child = self._find(key)
@@ -599,12 +670,19 @@ def _call(sup: ActorRef[Any] | str | Any, op: str, arg: Any, timeout: float) -> 
 
 
 def start_child(
-    sup: ActorRef[Any] | str, spec: ChildSpec, *, timeout: float = DEFAULT_CALL_TIMEOUT
+    sup: ActorRef[Any] | str,
+    spec: ChildSpec,
+    *,
+    timeout: float = DEFAULT_CALL_TIMEOUT,
+    in_caller: bool = False,
 ) -> ActorRef[Any]:
     """Add ``spec`` to supervisor ``sup`` and start it; return the child's ref.
 
     Returns after the child's ``on_start`` finished. ``sup`` is a ref or a
     registered name. The new child is the last in start order (first to stop).
+    With ``in_caller=True`` (dynamic and task supervisors only) the child is
+    started in the calling thread instead of the supervisor's, saving a round
+    trip (see ``DynamicSupervisor.start_child_here``).
 
     Raises:
         StartError: the child failed to start (the spec is not kept).
@@ -613,6 +691,9 @@ def start_child(
     """
     if not isinstance(spec, ChildSpec):
         raise TypeError(f"start_child needs a ChildSpec, got {spec!r}")
+    if in_caller:
+        _, actor = _supervisor(sup)
+        return actor.start_child_here(spec)
     result: ActorRef[Any] = _call(sup, "start_child", spec, timeout)
     return result
 

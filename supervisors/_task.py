@@ -42,6 +42,7 @@ class TaskSupervisor(DynamicSupervisor):
     @classmethod
     def start(  # type: ignore[override]
         cls,
+        *,
         name: str | None = None,
         max_children: int | None = None,
     ) -> ActorRef[Self]:

@@ -1,0 +1,193 @@
+"""``dspex-actors demo``: a guided tour of a running system.
+
+Starts an actor system against an OpenAI-compatible server, prints the
+supervision tree, runs ``Predict`` and ``ChainOfThought``, shows a cache hit,
+injects faults (500, 429, a dropped connection, a bad request) and shows the
+recovery, crashes the LM client to show its supervisor restarting it, then prints
+the tree and the statistics again.
+
+By default the server is the package's **rule-based** loopback server (a real
+HTTP server on 127.0.0.1 that answers by rules, not by a model). With
+``--api-base``/``--model`` (or ``DSPEX_API_BASE``, ``DSPEX_MODEL``,
+``OPENAI_API_KEY``) the same demo runs against any OpenAI-compatible server;
+fault injection is then skipped (it needs the rule-based server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import supervisors as sv
+from dspex_actors._errors import LMError
+from dspex_actors._fields import InputField, OutputField
+from dspex_actors._lm import LM
+from dspex_actors._module import ChainOfThought, Predict
+from dspex_actors._retry import RetryPolicy
+from dspex_actors._rule_server import RuleBasedLMServer
+from dspex_actors._signature import Signature
+from dspex_actors._system import start
+
+__all__ = ["main", "run_demo"]
+
+
+class QA(Signature):
+    """Answer questions with short factoid answers."""
+
+    question: str = InputField()
+    answer: str = OutputField(desc="often between 1 and 5 words")
+
+
+def _section(out: TextIO, title: str) -> None:
+    out.write(f"\n=== {title} ===\n")
+    out.flush()
+
+
+def run_demo(
+    *,
+    api_base: str | None = None,
+    model: str | None = None,
+    api_key: str | None = None,
+    out: TextIO = sys.stdout,
+    latency: float = 0.0,
+) -> int:
+    """Run the tour; return a process exit code (0 when every step behaved)."""
+    server: RuleBasedLMServer | None = None
+    if api_base is None:
+        server = RuleBasedLMServer(latency=latency).start()
+        api_base = server.api_base
+        model = model or "openai/rule-based"
+        out.write(
+            f"Using the built-in RULE-BASED server at {api_base} (no model: answers come from "
+            "rules;\nsee --api-base to use a real OpenAI-compatible server).\n"
+        )
+    lm = LM(model or "openai/gpt-4o-mini", api_base=api_base, api_key=api_key or "sk-demo")
+    problems = 0
+    system = start(
+        lm=lm, retry=RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.5), name="dspex"
+    )
+    try:
+        _section(out, "supervision tree")
+        out.write(f"{system.tree()}\n")
+
+        _section(out, "Predict")
+        qa = Predict(QA)
+        started = time.perf_counter()
+        pred = qa(question="What is the capital of France?")
+        first_ms = (time.perf_counter() - started) * 1000
+        out.write(f"Q: What is the capital of France?\nA: {pred.answer}   ({first_ms:.1f} ms)\n")
+
+        _section(out, "ChainOfThought")
+        cot = ChainOfThought("question -> answer")
+        pred = cot(question="What is 17 + 25?")
+        out.write(f"Q: What is 17 + 25?\nreasoning: {pred.reasoning}\nanswer: {pred.answer}\n")
+
+        _section(out, "cache hit")
+        started = time.perf_counter()
+        qa(question="What is the capital of France?")
+        hit_ms = (time.perf_counter() - started) * 1000
+        stats = system.stats()
+        out.write(
+            f"same question again: {hit_ms:.2f} ms (first call {first_ms:.1f} ms); "
+            f"cache hits={stats['cache']['hits']}\n"
+        )
+
+        if server is not None:
+            _section(out, "faults: 500, 429, dropped connection -> retried by the program actor")
+            server.inject("500", "429", "drop")
+            before = server.request_count
+            pred = qa(question="What is the capital of Japan?")
+            out.write(
+                f"answer: {pred.answer}  (server saw {server.request_count - before} requests "
+                "for this one call)\n"
+            )
+            _section(out, "a non-retryable 400 ends the request at once, typed")
+            server.inject("400")
+            try:
+                qa(question="What is the capital of Spain?")
+                out.write("unexpected: no error\n")
+                problems += 1
+            except LMError as exc:
+                out.write(f"{type(exc).__name__} after {exc.attempts} attempt(s): {exc}\n")
+
+        if server is not None:
+            _section(out, "three requests in flight (server latency 0.3 s)")
+            server.latency = 0.3
+            pending = threading.Thread(
+                target=qa.batch,
+                args=([{"question": f"What is {n} + {n}?"} for n in range(3)],),
+                kwargs={"max_concurrency": 3},
+                daemon=True,
+            )
+            pending.start()
+            deadline = time.monotonic() + 5.0
+            while sv.count_children(system.programs.name).active < 3:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)  # a demo polling for a picture, not a synchronisation
+            out.write(f"{system.tree()}\n")
+            pending.join(10.0)
+            server.latency = latency
+
+        _section(out, "crash the LM client: its supervisor restarts it, callers never notice")
+        old = system.lm().resolve()
+        sv.kill(old, reason="chaos drill")
+        new = sv.wait_for_name(system.lm().name, timeout=5.0)
+        pred = qa(question="What is the capital of Italy?")
+        out.write(f"LM client replaced: {old is not new}; next answer: {pred.answer}\n")
+
+        _section(out, "supervision tree and stats after the drills")
+        out.write(f"{system.tree()}\n")
+        out.write(json.dumps(_redact(system.stats()), indent=2, default=str) + "\n")
+        if sv.count_children(system.programs.name).active != 0:
+            out.write("unexpected: program actors left running\n")
+            problems += 1
+    except Exception as exc:
+        out.write(f"demo failed: {type(exc).__name__}: {exc}\n")
+        problems += 1
+    finally:
+        system.shutdown()
+        if server is not None:
+            server.stop()
+    _section(out, "done" if problems == 0 else f"done with {problems} problem(s)")
+    return 0 if problems == 0 else 1
+
+
+def _redact(stats: dict[str, Any]) -> dict[str, Any]:
+    for lm_stats in stats.get("lms", {}).values():
+        breaker = lm_stats.get("breaker")
+        if isinstance(breaker, dict):
+            lm_stats["breaker"] = breaker.get("state")
+    return stats
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dspex-actors`` command."""
+    parser = argparse.ArgumentParser(prog="dspex-actors", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run the guided demo (default: built-in rule server)")
+    demo.add_argument("--api-base", default=os.environ.get("DSPEX_API_BASE"))
+    demo.add_argument("--model", default=os.environ.get("DSPEX_MODEL"))
+    demo.add_argument(
+        "--latency", type=float, default=0.0, help="rule server latency in seconds (default 0)"
+    )
+    server = commands.add_parser("serve-rules", help="run the rule-based server alone")
+    server.add_argument("--port", type=int, default=8000)
+    server.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return run_demo(
+            api_base=args.api_base,
+            model=args.model,
+            api_key=os.environ.get("OPENAI_API_KEY"),
+            latency=args.latency,
+        )
+    from dspex_actors._rule_server import main as serve
+
+    return serve(["--port", str(args.port), "--latency", str(args.latency)])

@@ -1,0 +1,346 @@
+"""The request path end to end, against a real rule-based server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+import dspex_actors as dx
+import supervisors as sv
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[dx.RuleBasedLMServer]:
+    srv = dx.RuleBasedLMServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def lm_server(server: dx.RuleBasedLMServer) -> dx.RuleBasedLMServer:
+    server.clear_faults()
+    server.reset_stats()
+    server.latency = 0.0
+    return server
+
+
+def make_system(server: dx.RuleBasedLMServer, **kw: Any) -> dx.ActorSystem:
+    lm_kw = kw.pop("lm_kw", {})
+    retry = kw.pop("retry", dx.RetryPolicy(base_delay=0.01, max_delay=0.05, deadline=10.0))
+    return dx.start(
+        lm=dx.LM("openai/rule-based", api_base=server.api_base, api_key="sk-SECRET-KEY", **lm_kw),
+        retry=retry,
+        name=f"t{next(_names)}",
+        configure_logs=False,
+        **kw,
+    )
+
+
+class QA(dx.Signature):
+    """Answer questions with short factoid answers."""
+
+    question: str = dx.InputField()
+    answer: str = dx.OutputField(desc="often between 1 and 5 words")
+
+
+def test_predict_returns_a_prediction_from_the_lm(lm_server: dx.RuleBasedLMServer) -> None:
+    with make_system(lm_server):
+        pred = dx.Predict(QA)(question="What is the capital of France?")
+    assert isinstance(pred, dx.Prediction)
+    assert "Paris" in pred.answer
+    assert lm_server.request_count == 1
+
+
+def test_chain_of_thought_adds_reasoning(lm_server: dx.RuleBasedLMServer) -> None:
+    with make_system(lm_server):
+        pred = dx.ChainOfThought("question -> answer")(question="What is 17 + 25?")
+    assert "42" in pred.answer
+    assert pred.reasoning
+    prompt = lm_server.requests[-1]["messages"][0]["content"]
+    assert "`reasoning`" in prompt
+
+
+def test_outputs_are_converted_to_their_annotated_types(lm_server: dx.RuleBasedLMServer) -> None:
+    with make_system(lm_server):
+        pred = dx.Predict("question -> total: int, words: list[str], ok: bool")(
+            question="What is 2 + 3?"
+        )
+    assert pred.total == 5
+    assert isinstance(pred.words, list)
+    assert isinstance(pred.ok, bool)
+
+
+def test_missing_or_unknown_inputs_fail_before_any_io(lm_server: dx.RuleBasedLMServer) -> None:
+    with make_system(lm_server):
+        qa = dx.Predict(QA)
+        with pytest.raises(dx.SignatureError, match="question"):
+            qa()
+        with pytest.raises(dx.SignatureError, match="colour"):
+            qa(question="q", colour="red")
+        with pytest.raises(dx.SignatureError):
+            qa.batch([{"question": "ok"}, {"nope": 1}])
+    assert lm_server.request_count == 0
+
+
+def test_a_malformed_signature_string_is_a_clear_error() -> None:
+    with pytest.raises(dx.SignatureError, match="->"):
+        dx.Predict("question answer")
+
+
+def test_calling_a_module_without_a_system_says_what_to_do() -> None:
+    with pytest.raises(dx.NoSystemError, match=r"dx\.start"):
+        dx.Predict(QA)(question="q")
+
+
+def test_second_identical_call_is_served_by_the_cache_with_a_fresh_copy(
+    lm_server: dx.RuleBasedLMServer,
+) -> None:
+    with make_system(lm_server) as system:
+        qa = dx.Predict("question -> words: list[str]")
+        first = qa(question="What is the capital of France?")
+        first.words.append("MUTATED")
+        second = qa(question="What is the capital of France?")
+        assert "MUTATED" not in second.words
+        assert lm_server.request_count == 1
+        assert system.stats()["cache"]["hits"] == 1
+
+
+def test_cache_file_survives_a_cache_actor_crash(
+    lm_server: dx.RuleBasedLMServer, tmp_path: Any
+) -> None:
+    config = dx.CacheConfig(path=tmp_path / "cache.sqlite3")
+    with make_system(lm_server, cache=config) as system:
+        qa = dx.Predict(QA)
+        qa(question="What is the capital of Japan?")
+        system.stats()  # the put is a tell: let the cache handle it before the crash
+        old = system.cache.resolve()
+        sv.kill(old)
+        sv.wait_for_name(system.cache.name, timeout=5)
+        qa(question="What is the capital of Japan?")
+        assert lm_server.request_count == 1  # the file answered after the restart
+        stats = system.stats()["cache"]
+        assert stats["hits"] == 1
+
+
+def test_a_dead_cache_is_a_miss_not_a_failure(lm_server: dx.RuleBasedLMServer) -> None:
+    with make_system(lm_server) as system:
+        sv.terminate_child(system.root, "cache")
+        pred = dx.Predict(QA)(question="What is the capital of Italy?")
+        assert "Rome" in pred.answer
+
+
+def test_retryable_faults_are_retried_and_the_lm_client_never_restarts(
+    lm_server: dx.RuleBasedLMServer,
+) -> None:
+    retry = dx.RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.01, deadline=10)
+    with make_system(lm_server, retry=retry) as system:
+        lm_server.inject("500", dx.Fault("429", retry_after=0.01), "drop", "garbage", "503")
+        with capture_logs() as logs:
+            pred = dx.Predict(QA)(question="What is the capital of Spain?")
+        assert "Madrid" in pred.answer
+        assert lm_server.request_count == 6
+        retries = [e for e in logs if e["event"] == "request.retry"]
+        assert len(retries) == 5
+        crashed = [e for e in logs if e["event"] == "worker_crashed"]
+        assert len(crashed) == 5
+        node = system.tree().find("lm:default")
+        assert node is not None and node.restarts == 0
+        stats = system.stats()["lms"]["default"]
+        assert stats["errors"] == 5 and stats["ok"] == 1
+
+
+def test_a_bad_request_is_not_retried(lm_server: dx.RuleBasedLMServer) -> None:
+    with make_system(lm_server):
+        lm_server.inject("400")
+        with pytest.raises(dx.LMBadRequest) as info:
+            dx.Predict(QA)(question="What is the capital of Peru?")
+    assert info.value.attempts == 1
+    assert lm_server.request_count == 1
+
+
+def test_retries_stop_at_max_attempts_with_the_last_typed_error(
+    lm_server: dx.RuleBasedLMServer,
+) -> None:
+    retry = dx.RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002, deadline=10)
+    with make_system(lm_server, retry=retry):
+        lm_server.inject("500", "500", "500", "500")
+        with pytest.raises(dx.LMServerError) as info:
+            dx.Predict(QA)(question="What is the capital of Chile?")
+    assert info.value.attempts == 3
+    assert lm_server.request_count == 3
+
+
+def test_open_circuit_fails_fast_without_io(lm_server: dx.RuleBasedLMServer) -> None:
+    retry = dx.RetryPolicy(max_attempts=1, deadline=10)
+    lm_kw = {"breaker_threshold": 2, "breaker_cooldown": 60.0}
+    with make_system(lm_server, retry=retry, lm_kw=lm_kw, cache=False):
+        qa = dx.Predict(QA)
+        lm_server.inject("500", "500")
+        for _ in range(2):
+            with pytest.raises(dx.LMServerError):
+                qa(question="What is the capital of Kenya?")
+        before = lm_server.request_count
+        with pytest.raises(dx.CircuitOpen):
+            qa(question="What is the capital of Kenya?")
+        assert lm_server.request_count == before
+
+
+def test_a_hung_server_ends_in_deadline_exceeded_and_leaves_no_worker(
+    lm_server: dx.RuleBasedLMServer,
+) -> None:
+    retry = dx.RetryPolicy(max_attempts=4, base_delay=0.01, deadline=0.3)
+    with make_system(lm_server, retry=retry) as system:
+        lm_server.inject(dx.Fault("hang", hang_seconds=5))
+        with pytest.raises(dx.DeadlineExceeded):
+            dx.Predict(QA)(question="What is the capital of Egypt?")
+        assert sv.count_children(system.programs.name).active == 0
+
+
+def test_unparsable_output_falls_back_to_json_then_reports_the_raw_text(
+    lm_server: dx.RuleBasedLMServer,
+) -> None:
+    with make_system(lm_server, cache=False):
+        qa = dx.Predict(QA)
+        lm_server.inject("bad_format")
+        pred = qa(question="What is the capital of Canada?")  # JSON fallback succeeds
+        assert "Ottawa" in pred.answer
+        assert lm_server.request_count == 2
+        lm_server.inject("bad_format", "bad_format")
+        with pytest.raises(dx.AdapterParseError) as info:
+            qa(question="What is the capital of Canada?")
+        assert info.value.text
+
+
+class RAG(dx.Module):
+    def __init__(self) -> None:
+        self.rewrite = dx.Predict("question -> query")
+        self.answer = dx.ChainOfThought("context: list[str], question -> answer")
+
+    def forward(self, question: str) -> dx.Prediction:
+        query = self.rewrite(question=question).query
+        return self.answer(context=[query], question=question)
+
+
+def test_a_composed_module_runs_in_one_program_actor(lm_server: dx.RuleBasedLMServer) -> None:
+    with make_system(lm_server), capture_logs() as logs:
+        pred = RAG()(question="What is the capital of France?")
+    assert pred.answer
+    stops = [e for e in logs if e["event"] == "request.stop"]
+    assert len(stops) == 1
+    assert stops[0]["lm_calls"] == 2
+    assert lm_server.request_count == 2
+    assert [name for name, _ in RAG().named_predictors()] == ["rewrite", "answer.predict"]
+
+
+def test_batch_keeps_input_order(lm_server: dx.RuleBasedLMServer) -> None:
+    with make_system(lm_server):
+        qa = dx.Predict("question -> answer")
+        inputs = [{"question": f"What is {n} + 1?"} for n in range(40)]
+        results = qa.batch(inputs, max_concurrency=8)
+    assert [r.answer for r in results] == [f"The answer is {n + 1}." for n in range(40)]
+
+
+def test_batch_reports_failures_without_losing_the_successes(
+    lm_server: dx.RuleBasedLMServer,
+) -> None:
+    with make_system(lm_server, cache=False):
+        qa = dx.Predict(QA)
+        lm_server.inject("400")
+        with pytest.raises(dx.BatchError) as info:
+            qa.batch([{"question": f"What is {n} + 1?"} for n in range(5)], max_concurrency=1)
+    results = info.value.results
+    assert len(info.value.errors) == 1
+    assert isinstance(results[0], dx.LMBadRequest)
+    assert all(isinstance(r, dx.Prediction) for r in results[1:])
+
+
+def test_the_api_key_never_appears_in_logs_tree_stats_or_cache(
+    lm_server: dx.RuleBasedLMServer, tmp_path: Any
+) -> None:
+    config = dx.CacheConfig(path=tmp_path / "c.sqlite3")
+    with capture_logs() as logs, make_system(lm_server, cache=config) as system:
+        lm_server.inject("500")
+        dx.Predict(QA)(question="What is the capital of Norway?")
+        text = repr(logs) + repr(system.tree()) + repr(system.stats()) + repr(system.lms)
+    text += (tmp_path / "c.sqlite3").read_bytes().decode("latin-1")
+    assert "SECRET" not in text
+
+
+def test_the_lm_client_is_restarted_and_callers_keep_working(
+    lm_server: dx.RuleBasedLMServer,
+) -> None:
+    with make_system(lm_server) as system:
+        qa = dx.Predict(QA)
+        qa(question="What is the capital of France?")
+        system.stats()  # outcomes are tells: let the client count the first call
+        sv.kill(system.lm().resolve(), reason="chaos")
+        sv.wait_for_name(system.lm().name, timeout=5)
+        assert "Rome" in qa(question="What is the capital of Italy?").answer
+        stats = system.stats()["lms"]["default"]
+        assert stats["client_restarts"] == 1
+        assert stats["ok"] == 2  # counters survive the restart
+
+
+def test_tree_shows_a_program_waiting_on_its_worker(lm_server: dx.RuleBasedLMServer) -> None:
+    with make_system(lm_server) as system:
+        lm_server.inject(dx.Fault("hang", hang_seconds=5))
+        entered = threading.Event()
+        failure: list[BaseException] = []
+
+        def call() -> None:
+            entered.set()
+            try:
+                dx.Predict(QA)(question="What is the capital of Ghana?")
+            except BaseException as exc:  # collected for the assert below
+                failure.append(exc)
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        entered.wait(5)
+        programs = sv.wait_for_name(system.programs.name)
+        node = None
+        for _ in range(2000):  # bounded poll of a snapshot, no sleep
+            tree = system.tree()
+            programs_node = tree.find("programs")
+            assert programs_node is not None
+            waiting = [c for c in programs_node.children if "waiting on 1 worker" in (c.info or "")]
+            if waiting:
+                node = waiting[0]
+                break
+            threading.Event().wait(0.005)
+        assert node is not None, system.tree()
+        assert node.actor_class == "ProgramActor"
+        assert "Predict QA" in (node.info or "")
+        system.shutdown()
+        caller.join(10)
+        assert programs is not None
+
+
+def test_shutdown_leaves_no_thread_running(lm_server: dx.RuleBasedLMServer) -> None:
+    before = {t for t in threading.enumerate() if t.name.startswith("sv:")}
+    system = make_system(lm_server)
+    dx.Predict(QA).batch([{"question": f"What is {n} * 3?"} for n in range(20)], max_concurrency=4)
+    system.shutdown()
+    left = {t for t in threading.enumerate() if t.name.startswith(("sv:", "dspex:"))} - before
+    assert {t for t in left if t.is_alive()} == set()
+
+
+def test_current_system_is_the_last_started_and_shutdown_is_idempotent(
+    lm_server: dx.RuleBasedLMServer,
+) -> None:
+    first = make_system(lm_server)
+    second = make_system(lm_server)
+    assert dx.current_system() is second
+    second.shutdown()
+    second.shutdown()
+    assert dx.current_system() is first
+    first.shutdown()
+    with pytest.raises(dx.NoSystemError):
+        dx.current_system()
