@@ -352,7 +352,7 @@ class Actor(pykka.ThreadingActor):
 
     def _start_actor_loop(self) -> None:
         if self.reuse_threads:
-            self._sv_thread = run_pooled(self._actor_loop)
+            self._sv_thread = run_pooled(self._sv_loop, self._sv_done.set)
             return
         name = self._sv_name or type(self).__name__
         thread = threading.Thread(target=self._actor_loop, name=f"sv:{name}", daemon=True)

@@ -31,7 +31,9 @@ class _PoolThread:
     __slots__ = ("jobs", "thread")
 
     def __init__(self) -> None:
-        self.jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[tuple[Callable[[], None], Callable[[], None]] | None] = (
+            queue.SimpleQueue()
+        )
         self.thread = threading.Thread(
             target=self._serve, name=f"sv:pool-{next(_numbers)}", daemon=True
         )
@@ -49,26 +51,31 @@ class _PoolThread:
                 job = self.jobs.get()
             if job is None:
                 return
+            work, on_done = job
             try:
-                job()
+                work()
             finally:
+                # Idle again *before* telling anyone the work is done, so whoever
+                # waits for it and then calls shutdown_idle_threads() finds us.
                 with _lock:
                     _idle.append(self)
+                on_done()
 
 
-def run_pooled(job: Callable[[], None]) -> threading.Thread:
+def run_pooled(job: Callable[[], None], on_done: Callable[[], None]) -> threading.Thread:
     """Run ``job`` on an idle pooled thread, or on a new one; return that thread.
 
-    ``job`` must catch its own exceptions (an actor loop does).
+    ``on_done`` runs after ``job``, once the thread is back in the pool. ``job``
+    must catch its own exceptions (an actor loop does).
     """
     with _lock:
         worker = _idle.pop() if _idle else None
     if worker is None:
         worker = _PoolThread()
-        worker.jobs.put(job)
+        worker.jobs.put((job, on_done))
         worker.thread.start()
     else:
-        worker.jobs.put(job)
+        worker.jobs.put((job, on_done))
     return worker.thread
 
 

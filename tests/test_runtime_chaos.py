@@ -27,7 +27,15 @@ def test_500_requests_with_30_percent_faults_end_correctly_and_nothing_leaks() -
         },
     )
     system = dx.start(
-        lm=dx.LM("openai/rule-based", api_base=server.api_base, api_key="sk-x", timeout=0.25),
+        # The breaker would rightly open on a run of 5 failures (likely at a 30% fault
+        # rate) and fail the rest fast; it has its own tests, here it stays closed.
+        lm=dx.LM(
+            "openai/rule-based",
+            api_base=server.api_base,
+            api_key="sk-x",
+            timeout=0.25,
+            breaker_threshold=50,
+        ),
         retry=dx.RetryPolicy(max_attempts=5, base_delay=0.005, max_delay=0.05, deadline=DEADLINE),
         cache=False,
         name="chaos",
