@@ -196,7 +196,9 @@ class ProgramActor(sv.Actor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Run):
             return self._run()
-        return None  # ExitSignal from our own workers, stray messages: nothing to do
+        if isinstance(message, sv.ExitSignal) and message.actor.actor_urn == self._sv_parent_urn:
+            self.exit(message.reason)  # our supervisor is gone: nothing runs unowned
+        return None  # exits of our own workers, stray messages: nothing to do
 
     def _run(self) -> Any:
         started = time.monotonic()
@@ -412,7 +414,7 @@ class ProgramActor(sv.Actor):
             return (
                 (isinstance(message, Completed) and message.call_id == call_id)
                 or (isinstance(message, sv.Down) and message.ref == mref)
-                or isinstance(message, Cancel)
+                or self._is_cancel(message)
             )
 
         try:
@@ -423,7 +425,7 @@ class ProgramActor(sv.Actor):
             raise DeadlineExceeded(
                 "request deadline passed while waiting for the LM", attempts=self.attempts
             ) from None
-        if isinstance(message, Cancel):
+        if self._is_cancel(message):
             worker._kill("shutdown")
             self._workers.pop(worker.actor_urn, None)
             raise Cancelled("the caller cancelled the request", attempts=self.attempts)
@@ -443,10 +445,16 @@ class ProgramActor(sv.Actor):
         )
         return error
 
+    def _is_cancel(self, message: Any) -> bool:
+        """A :class:`Cancel` from the caller, or the exit of our supervisor (we follow it)."""
+        return isinstance(message, Cancel) or (
+            isinstance(message, sv.ExitSignal) and message.actor.actor_urn == self._sv_parent_urn
+        )
+
     def _pause(self, seconds: float) -> None:
-        """Wait ``seconds`` (backoff, rate limit) while still hearing a :class:`Cancel`."""
+        """Wait ``seconds`` (backoff, rate limit) while still hearing a cancellation."""
         try:
-            self.receive(lambda m: isinstance(m, Cancel), timeout=seconds)
+            self.receive(self._is_cancel, timeout=seconds)
         except pykka.Timeout:
             return
         raise Cancelled("the caller cancelled the request", attempts=max(self.attempts, 1))

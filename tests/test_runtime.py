@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -344,3 +345,32 @@ def test_current_system_is_the_last_started_and_shutdown_is_idempotent(
     first.shutdown()
     with pytest.raises(dx.NoSystemError):
         dx.current_system()
+
+
+def test_programs_follow_their_supervisor_when_it_dies(lm_server: dx.RuleBasedLMServer) -> None:
+    retry = dx.RetryPolicy(deadline=20.0)
+    with make_system(lm_server, retry=retry) as system:
+        lm_server.inject(dx.Fault("hang", hang_seconds=10))
+        outcome: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                dx.Predict(QA)(question="What is the capital of Mali?")
+            except BaseException as exc:  # collected for the asserts below
+                outcome.append(exc)
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        programs = system.programs.name
+        for _ in range(2000):  # bounded poll of a snapshot, no sleep
+            if sv.count_children(programs).active == 1:
+                break
+            threading.Event().wait(0.005)
+        started = time.monotonic()
+        sv.kill(programs, reason="chaos")
+        caller.join(5)
+        assert not caller.is_alive()
+        assert time.monotonic() - started < 2.0  # not the 20 s deadline
+        assert isinstance(outcome[0], dx.DeadlineExceeded)  # Cancelled is one
+        sv.wait_for_name(programs, timeout=5)
+        assert sv.count_children(programs).active == 0
