@@ -18,6 +18,7 @@ Quick start::
 
 from dspex_actors._adapter import ChatAdapter, JSONAdapter
 from dspex_actors._cache_store import CacheConfig, cache_key
+from dspex_actors._compile import CheckpointError, Job, JobCancelled, JobStatus
 from dspex_actors._errors import (
     AdapterParseError,
     CircuitOpen,
@@ -29,6 +30,7 @@ from dspex_actors._errors import (
     LMServerError,
     LMTimeout,
 )
+from dspex_actors._evaluate import Evaluate, EvaluationResult, RecordedError, ResultsFileError
 from dspex_actors._example import Example, Prediction
 from dspex_actors._fields import InputField, OutputField
 from dspex_actors._lm import LM, Completion
@@ -37,39 +39,59 @@ from dspex_actors._retry import RetryPolicy
 from dspex_actors._rule_server import Fault, RuleBasedLMServer
 from dspex_actors._signature import InputFieldsError, Signature, SignatureError, ensure_signature
 from dspex_actors._system import ActorSystem, NoSystemError, current_system, start
+from dspex_actors._teleprompt import (
+    BootstrapFewShot,
+    BootstrapFewShotWithRandomSearch,
+    CompileError,
+    LabeledFewShot,
+    Teleprompter,
+)
 
 __all__ = [
     "LM",
     "ActorSystem",
     "AdapterParseError",
     "BatchError",
+    "BootstrapFewShot",
+    "BootstrapFewShotWithRandomSearch",
     "CacheConfig",
     "ChainOfThought",
     "ChatAdapter",
+    "CheckpointError",
     "CircuitOpen",
+    "CompileError",
     "Completion",
     "DeadlineExceeded",
+    "Evaluate",
+    "EvaluationResult",
     "Example",
     "Fault",
     "InputField",
     "InputFieldsError",
     "JSONAdapter",
+    "Job",
+    "JobCancelled",
+    "JobStatus",
     "LMBadRequest",
     "LMConnectionError",
     "LMError",
     "LMRateLimited",
     "LMServerError",
     "LMTimeout",
+    "LabeledFewShot",
     "Module",
     "NoSystemError",
     "OutputField",
     "Predict",
     "Prediction",
     "ProgramFileError",
+    "RecordedError",
+    "ResultsFileError",
     "RetryPolicy",
     "RuleBasedLMServer",
     "Signature",
     "SignatureError",
+    "Teleprompter",
     "cache_key",
     "current_system",
     "ensure_signature",

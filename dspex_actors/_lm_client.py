@@ -66,7 +66,7 @@ class LMClient(Actor):
         shared.restarts = self._sv_restarts
 
     def on_start(self) -> None:
-        self._session = make_session(self.lm.pool_size)
+        self._session = make_session(self.lm.pool_size, base_url=self.lm.chat_url)
 
     def on_stop(self) -> None:
         self._close()

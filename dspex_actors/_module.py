@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -112,41 +111,18 @@ class Module:
         every result and error in it; with ``return_exceptions=True`` the
         exceptions are returned in place instead.
 
-        Threading: the calling thread feeds ``max_concurrency`` short-lived helper
-        threads that it starts and joins before returning; each item is one
-        program actor.
+        Threading: each item is one program actor; the calling thread starts them
+        (never more than ``max_concurrency`` at once) and collects their answers.
+        No other thread is started.
         """
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
         items = [_as_kwargs(item) for item in inputs]
         for item in items:
             self._check_inputs(item)
-        system = self._system()
-        results: list[Any] = [None] * len(items)
-        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for index in range(len(items)):
-            todo.put(index)
-
-        def drain() -> None:
-            while True:
-                try:
-                    index = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    results[index] = system.run(self, items[index], timeout=timeout)
-                except Exception as exc:
-                    results[index] = exc
-
-        threads = [
-            threading.Thread(target=drain, name=f"dspex:batch-{n}", daemon=True)
-            for n in range(min(max_concurrency, len(items)))
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(timeout=1.0)
+        results = self._system().run_many(
+            self, items, max_concurrency=max_concurrency, timeout=timeout
+        )
         if not return_exceptions and any(isinstance(r, BaseException) for r in results):
             raise BatchError(results)
         return results
@@ -235,7 +211,7 @@ class Module:
             "dependency_versions": {"dspex_actors": _version(), "dspy_compat": _DSPY_VERSION_COMPAT}
         }
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False), encoding="utf-8")
+        tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         tmp.replace(path)
 
     def load(self, path: str | Path) -> Self:
@@ -249,6 +225,10 @@ class Module:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ProgramFileError(f"cannot read {path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ProgramFileError(
+                f"{path} is not a JSON text file (pickled programs are not loaded): {exc}"
+            ) from exc
         try:
             state = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -320,6 +300,12 @@ class Predict(Module):
 
     def load_state(self, state: Mapping[str, Any]) -> Self:
         """Load demos and signature text from a DSPy-layout state dict."""
+        if isinstance(state, Mapping) and "signature" not in state and "demos" not in state:
+            keys = sorted(k for k in state if k != "metadata")
+            raise ProgramFileError(
+                f"not the state of one predictor (keys {keys}); a file saved from a "
+                "module with several predictors loads into that module"
+            )
         if not isinstance(state, Mapping):
             raise ProgramFileError(
                 f"a predictor state must be an object, got {type(state).__name__}"

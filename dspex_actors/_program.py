@@ -22,10 +22,12 @@ When the program actor ends, for any reason, no worker of its own outlives it.
 from __future__ import annotations
 
 import itertools
+import queue
 import random
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +61,7 @@ from dspex_actors._protocol import (
 )
 from dspex_actors._retry import RetryPolicy
 from supervisors._log import describe_reason, logger
+from supervisors._reply import ask as fast_ask
 from supervisors._supervisor import _supervisor as sv_supervisor
 
 if TYPE_CHECKING:
@@ -188,7 +191,7 @@ class ProgramActor(sv.Actor):
         self.cache_hits = 0
         self.tokens = 0
         self._workers: dict[str, sv.Actor] = {}
-        self._rng = random.Random()
+        self._rng: random.Random | None = None  # made on the first retry (seeding costs)
         self._status = "starting"
 
     # ------------------------------------------------------------------ running
@@ -299,7 +302,7 @@ class ProgramActor(sv.Actor):
         if ref is None:
             return None
         try:
-            return ref.ask(CacheGet(key), timeout=min(CACHE_TIMEOUT, max(self.remaining(), 0.001)))
+            return fast_ask(ref, CacheGet(key), min(CACHE_TIMEOUT, max(self.remaining(), 0.001)))
         except Exception as exc:
             logger.debug("cache.miss_on_error", error=repr(exc))
             return None
@@ -365,6 +368,8 @@ class ProgramActor(sv.Actor):
                 return error
             elapsed = time.monotonic() - started
             error.attempts = attempt
+            if self._rng is None:
+                self._rng = random.Random()
             delay = retry.next_delay(attempt, error, elapsed, self._rng)
             if delay is None or delay >= self.remaining():
                 raise error
@@ -518,3 +523,111 @@ def run_in_program(
     if isinstance(result, Failed):
         raise result.error
     return result
+
+
+class _Reply:
+    """A reply slot that pushes ``(index, value, error)`` to a shared queue.
+
+    Used as an ask's ``reply_to`` so one thread can wait for many program actors
+    (pykka's futures offer no completion callback). A second answer for the same
+    slot (a kill racing the reply) raises ``queue.Full``, like pykka's futures.
+    """
+
+    __slots__ = ("_answered", "index", "sink")
+
+    def __init__(self, index: int, sink: queue.SimpleQueue[tuple[int, Any, BaseException | None]]):
+        self.index = index
+        self.sink = sink
+        self._answered = False
+
+    def set(self, value: Any = None) -> None:
+        if self._answered:
+            raise queue.Full
+        self._answered = True
+        self.sink.put((self.index, value, None))
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        if self._answered:
+            raise queue.Full
+        self._answered = True
+        error = exc_info[1] if exc_info else sys.exc_info()[1]
+        self.sink.put((self.index, None, error))
+
+
+def run_many(
+    runtime: Runtime,
+    programs: str,
+    module: Any,
+    inputs: Sequence[dict[str, Any]],
+    *,
+    max_concurrency: int,
+    timeout: float,
+    on_result: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
+    """Run ``module`` once per input, at most ``max_concurrency`` program actors at once.
+
+    One thread (the caller's) starts the program actors and collects their answers
+    from a queue: no helper thread per request. Returns, in input order, each
+    result or the exception that ended it (``LMError``, ``DeadlineExceeded``,
+    a bug's exception). ``on_result(index, result)`` is called in the caller's
+    thread as each finishes (progress bars, JSONL files).
+
+    On ``KeyboardInterrupt`` the programs still running are killed and the
+    interrupt re-raised.
+    """
+    sink: queue.SimpleQueue[tuple[int, Any, BaseException | None]] = queue.SimpleQueue()
+    results: list[Any] = [None] * len(inputs)
+    pending: dict[int, tuple[pykka.ActorRef[Any], float]] = {}
+    _, supervisor = sv_supervisor(programs)
+    next_index = 0
+
+    def finish(index: int, result: Any) -> None:
+        results[index] = result
+        if on_result is not None:
+            on_result(index, result)
+
+    try:
+        while next_index < len(inputs) or pending:
+            while next_index < len(inputs) and len(pending) < max_concurrency:
+                index = next_index
+                next_index += 1
+                deadline = time.monotonic() + timeout
+                spec = sv.ChildSpec(
+                    id="program",
+                    start=ProgramActor.start,
+                    args=(runtime, module, inputs[index], deadline),
+                    restart="temporary",
+                    shutdown=1.0,
+                )
+                try:
+                    ref = supervisor.start_child_here(spec, first=(Run(), _Reply(index, sink)))
+                except (sv.StartError, sv.SupervisorError, sv.NoProc) as exc:
+                    finish(index, exc)
+                    continue
+                pending[index] = (ref, deadline + 1.0)
+            if not pending:
+                continue
+            wait = min(limit for _, limit in pending.values()) - time.monotonic()
+            try:
+                index, value, error = sink.get(timeout=max(wait, 0.0))
+            except queue.Empty:
+                now = time.monotonic()
+                for index in [i for i, (_, limit) in pending.items() if limit <= now]:
+                    ref, _ = pending.pop(index)
+                    sv.kill(ref, reason="killed")
+                    finish(index, DeadlineExceeded(f"no answer within {timeout} s"))
+                continue
+            if pending.pop(index, None) is None:
+                continue  # a late second answer for a slot already settled
+            if error is not None:
+                finish(index, error)
+            elif isinstance(value, Failed):
+                finish(index, value.error)
+            else:
+                finish(index, value)
+    except BaseException:
+        for ref, _ in pending.values():
+            if ref.is_alive():
+                sv.kill(ref, reason="shutdown")
+        raise
+    return results

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
@@ -25,10 +25,19 @@ from dspex_actors._cache_actor import CacheActor
 from dspex_actors._cache_store import CacheConfig
 from dspex_actors._lm import LM
 from dspex_actors._lm_client import LMClient, LMCounters
-from dspex_actors._program import Runtime, run_in_program
+from dspex_actors._program import Runtime, run_in_program, run_many
 from dspex_actors._protocol import CacheClear, GetStats
 from dspex_actors._retry import RetryPolicy
 from supervisors._threads import shutdown_idle_threads
+
+if TYPE_CHECKING:  # ActorSystem.compile (compile jobs live in dspex_actors._compile)
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from dspex_actors._compile import Job
+    from dspex_actors._example import Example
+    from dspex_actors._module import Module
+    from dspex_actors._teleprompt import Teleprompter
 
 __all__ = ["ActorSystem", "NoSystemError", "current_system", "start"]
 
@@ -178,6 +187,60 @@ class ActorSystem:
         limit = timeout if timeout is not None else (self.retry.deadline or DEFAULT_REQUEST_TIMEOUT)
         return run_in_program(
             self.runtime, self._programs_name, module, dict(inputs), timeout=limit
+        )
+
+    def compile(
+        self,
+        teleprompter: Teleprompter,
+        *,
+        student: Module,
+        trainset: Sequence[Example],
+        teacher: Module | None = None,
+        valset: Sequence[Example] | None = None,
+        checkpoint_dir: str | Path | None = None,
+    ) -> Job:
+        """Start a compile job under ``teleprompters`` and return its :class:`Job` at once.
+
+        See :func:`dspex_actors._compile.start_job` (argument checks raise here).
+        """
+        from dspex_actors._compile import start_job
+
+        return start_job(
+            self,
+            teleprompter,
+            student=student,
+            trainset=trainset,
+            teacher=teacher,
+            valset=valset,
+            checkpoint_dir=checkpoint_dir,
+        )
+
+    def run_many(
+        self,
+        module: Any,
+        inputs: Sequence[Mapping[str, Any]],
+        *,
+        max_concurrency: int = 16,
+        timeout: float | None = None,
+        on_result: Callable[[int, Any], None] | None = None,
+    ) -> list[Any]:
+        """Run ``module`` on every input with bounded concurrency; see :func:`run_many`.
+
+        Returns each result or exception in input order (never raises for one
+        item's failure). ``on_result(index, result)`` runs in the calling thread as
+        items finish.
+        """
+        if self._closed:
+            raise RuntimeError(f"actor system {self.name!r} is shut down")
+        limit = timeout if timeout is not None else (self.retry.deadline or DEFAULT_REQUEST_TIMEOUT)
+        return run_many(
+            self.runtime,
+            self._programs_name,
+            module,
+            [dict(i) for i in inputs],
+            max_concurrency=max_concurrency,
+            timeout=limit,
+            on_result=on_result,
         )
 
     # ----------------------------------------------------------- introspection

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, overload
 from pykka import ActorRef, Future
 
 from supervisors._errors import AlreadyStarted, NoProc
+from supervisors._reply import ask as fast_ask
 
 if TYPE_CHECKING:
     from pykka import ActorProxy
@@ -207,7 +208,7 @@ class NamedRef:
         if ref is None or ref.actor_stopped.is_set():
             raise NoProc(self.name)
         if block:
-            return ref.ask(message, block=True, timeout=timeout)
+            return fast_ask(ref, message, timeout)
         return ref.ask(message, block=False)
 
     def proxy(self) -> ActorProxy[Any]:

@@ -25,6 +25,7 @@ from supervisors._actor import Actor, _StopWith, actor_of, spawn_options
 from supervisors._errors import NoProc, StartError, SupervisorError
 from supervisors._log import describe_reason, logger
 from supervisors._messages import ExitSignal, Reason, is_normal
+from supervisors._reply import ask as fast_ask
 from supervisors._spec import STRATEGIES, ChildCounts, ChildInfo, ChildSpec, Strategy
 
 __all__ = [
@@ -661,7 +662,7 @@ def _supervisor(sup: ActorRef[Any] | str | Any) -> tuple[ActorRef[Any], _Supervi
 def _call(sup: ActorRef[Any] | str | Any, op: str, arg: Any, timeout: float) -> Any:
     ref, _ = _supervisor(sup)
     try:
-        result = ref.ask(_Call(op, arg), timeout=timeout)
+        result = fast_ask(ref, _Call(op, arg), timeout)
     except ActorDeadError:
         raise NoProc(sup) from None
     if isinstance(result, _Err):

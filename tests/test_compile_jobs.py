@@ -1,0 +1,401 @@
+"""Compile jobs: a supervised actor per compile, a handle returned at once, status
+that never waits on the job, cancel, crash/kill and resume from checkpoints without
+redoing finished work, log events.
+
+Against a real RuleBasedLMServer (cache off: the server's request count is the LM
+work done). Synchronisation is by events set inside metrics and programs, never by
+sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+import dspex_actors as dx
+import supervisors as sv
+from dspex_actors._compile import MAX_METRIC_CRASHES, CheckpointError, JobCancelled
+from dspex_actors._rule_server import DEFAULT_KNOWLEDGE, RuleBasedLMServer
+from dspex_actors._teleprompt import (
+    BootstrapFewShot,
+    BootstrapFewShotWithRandomSearch,
+    CompileError,
+)
+
+CAPITALS = [
+    (key.removeprefix("capital of "), answer)
+    for key, answer in DEFAULT_KNOWLEDGE.items()
+    if key.startswith("capital of ")
+]
+
+
+def qa(country: str, answer: str) -> dx.Example:
+    return dx.Example(question=f"What is the capital of {country}?", answer=answer).with_inputs(
+        "question"
+    )
+
+
+def trainset() -> list[dx.Example]:
+    """Ten examples, two of which fail the metric: a bootstrap with room for 10 demos
+    visits every one of them exactly once (no speculative work is thrown away)."""
+    examples = [qa(*pair) for pair in CAPITALS[:8]]
+    examples[2:2] = [qa("Atlantis", "Poseidonia")]
+    examples[6:6] = [qa("Narnia", "Cair Paravel")]
+    return examples
+
+
+def exact(example: dx.Example, prediction: Any, trace: Any = None) -> bool:
+    return bool(prediction.answer == example.answer)
+
+
+def bootstrap(metric: Callable[..., Any] = exact, **kwargs: Any) -> BootstrapFewShot:
+    options: dict[str, Any] = {"max_bootstrapped_demos": 10, "max_labeled_demos": 12}
+    options.update(kwargs)
+    return BootstrapFewShot(metric=metric, **options)
+
+
+class Blocking:
+    """A metric that, on call number ``at``, signals ``entered`` and waits for ``release``."""
+
+    def __init__(self, at: int, *, raises: bool = False) -> None:
+        self.at = at
+        self.raises = raises
+        self.calls = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        self.__qualname__ = "Blocking"
+
+    def __call__(self, example: dx.Example, prediction: Any, trace: Any = None) -> bool:
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+        if call == self.at:
+            if self.raises:
+                raise RuntimeError("metric failed once")
+            self.entered.set()
+            assert self.release.wait(10), "test never released the metric"
+        return exact(example, prediction)
+
+
+@pytest.fixture
+def server() -> Iterator[RuleBasedLMServer]:
+    with RuleBasedLMServer() as running:
+        yield running
+
+
+def start_system(server: RuleBasedLMServer) -> dx.ActorSystem:
+    lm = dx.LM("openai/rule-based", api_base=server.api_base, api_key="sk-test")
+    return dx.start(lm=lm, name=f"cj-{uuid.uuid4().hex[:8]}", cache=False)
+
+
+@pytest.fixture
+def system(server: RuleBasedLMServer) -> Iterator[dx.ActorSystem]:
+    with start_system(server) as running:
+        yield running
+
+
+def job_threads(job_id: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"dspex:job-{job_id}"]
+
+
+def wait_threads_gone(threads: list[threading.Thread], timeout: float = 5.0) -> None:
+    for thread in threads:
+        thread.join(timeout)
+        assert not thread.is_alive(), thread.name
+
+
+def uninterrupted(
+    system: dx.ActorSystem, server: RuleBasedLMServer, **kwargs: Any
+) -> tuple[Any, int]:
+    """The dump_state and server request count of an undisturbed compile."""
+    server.reset_stats()
+    job = system.compile(
+        bootstrap(**kwargs), student=dx.Predict("question -> answer"), trainset=trainset()
+    )
+    state = job.result(timeout=10).dump_state()
+    count = server.request_count
+    server.reset_stats()
+    return state, count
+
+
+# ------------------------------------------------------------------ the handle
+
+
+def test_compile_returns_at_once_and_status_never_waits_for_the_job(
+    system: dx.ActorSystem,
+) -> None:
+    metric = Blocking(at=1)
+    job = system.compile(
+        bootstrap(metric), student=dx.Predict("question -> answer"), trainset=trainset()
+    )
+    assert metric.entered.wait(5)  # the job actor is now stuck inside the metric
+
+    started = time.monotonic()
+    status = job.status()
+    assert time.monotonic() - started < 0.5
+    assert status.state == "running" and not status.finished
+    assert status.phase == "bootstrapping" and status.total == 10
+    assert status.id == job.id and status.teleprompter == "BootstrapFewShot"
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        job.result(timeout=0.3)
+    assert 0.3 <= time.monotonic() - started < 2.0
+
+    metric.release.set()
+    compiled = job.result(timeout=10)
+    status = job.status()
+    assert status.state == "done" and status.done == status.total == 10
+    assert len([d for d in compiled.predictors()[0].demos if d.get("augmented")]) == 8
+    assert job.result(timeout=0) is compiled
+
+
+def test_the_job_is_a_transient_child_of_teleprompters_that_ends_normally(
+    system: dx.ActorSystem,
+) -> None:
+    metric = Blocking(at=1)
+    job = system.compile(
+        bootstrap(metric), student=dx.Predict("question -> answer"), trainset=trainset()
+    )
+    assert metric.entered.wait(5)
+    ref = job.ref
+    assert ref is not None
+
+    children = sv.which_children(system.teleprompters.name)
+    assert [(c.ref, c.restart) for c in children] == [(ref, "transient")]
+    assert "CompileJob" in str(system.tree())
+
+    metric.release.set()
+    job.result(timeout=10)
+    assert ref.actor_stopped.wait(5)
+    actor = sv.actor_of(ref)
+    assert actor is None or actor.exit_reason == "normal"  # normal: not restarted
+    assert job.status().restarts == 0
+    wait_threads_gone(job_threads(job.id))
+
+
+def test_cancel_stops_the_job_and_its_requests_in_flight(
+    system: dx.ActorSystem, server: RuleBasedLMServer
+) -> None:
+    server.latency = 30.0  # requests would hang until cancelled
+    entered = threading.Event()
+
+    class Entering(dx.Module):
+        def __init__(self) -> None:
+            self.qa = dx.Predict("question -> answer")
+
+        def forward(self, question: str) -> Any:  # type: ignore[override]
+            entered.set()
+            return self.qa(question=question)
+
+    job = system.compile(bootstrap(max_concurrency=4), student=Entering(), trainset=trainset())
+    assert entered.wait(5)
+    ref = job.ref
+    assert ref is not None
+    threads = job_threads(job.id)
+    assert threads
+
+    started = time.monotonic()
+    assert job.cancel() is True
+    with pytest.raises(JobCancelled):
+        job.result(timeout=5)
+    assert job.status().state == "cancelled"
+    assert ref.actor_stopped.wait(5)
+    wait_threads_gone(threads)
+    for child in sv.which_children(system.programs.name):
+        assert child.ref is None or child.ref.actor_stopped.wait(5)
+    assert time.monotonic() - started < 5
+    assert job.cancel() is False
+
+
+def test_a_system_shutdown_fails_a_running_job(server: RuleBasedLMServer) -> None:
+    server.latency = 30.0
+    system = start_system(server)
+    job = system.compile(bootstrap(), student=dx.Predict("question -> answer"), trainset=trainset())
+    system.shutdown()
+    with pytest.raises(CompileError, match=r"shut down|stopped before it finished"):
+        job.result(timeout=5)
+
+
+# ------------------------------------------------------------- crash and resume
+
+
+def test_a_metric_that_raises_once_crashes_the_job_which_resumes_without_redoing_work(
+    system: dx.ActorSystem, server: RuleBasedLMServer
+) -> None:
+    expected_state, expected_requests = uninterrupted(system, server, max_concurrency=2)
+    metric = Blocking(at=4, raises=True)
+
+    job = system.compile(
+        bootstrap(metric, max_concurrency=2),
+        student=dx.Predict("question -> answer"),
+        trainset=trainset(),
+    )
+    compiled = job.result(timeout=10)
+
+    assert job.status().restarts == 1
+    assert compiled.dump_state() == expected_state
+    assert server.request_count == expected_requests == 10
+
+
+def test_killing_the_job_actor_mid_run_resumes_without_redoing_work(
+    system: dx.ActorSystem, server: RuleBasedLMServer
+) -> None:
+    expected_state, expected_requests = uninterrupted(system, server, max_concurrency=2)
+    metric = Blocking(at=4)
+    job = system.compile(
+        bootstrap(metric, max_concurrency=2),
+        student=dx.Predict("question -> answer"),
+        trainset=trainset(),
+    )
+    assert metric.entered.wait(5)
+    old = job.ref
+    assert old is not None
+
+    assert sv.kill(old) is True
+    new = sv.wait_for_name(job.actor_name, timeout=5)  # restarted by teleprompters
+    assert new is not old
+    metric.release.set()  # the abandoned thread of the killed actor finishes its metric call
+    compiled = job.result(timeout=10)
+
+    assert job.status().restarts == 1
+    assert compiled.dump_state() == expected_state
+    assert server.request_count == expected_requests
+
+
+def test_a_metric_that_keeps_raising_is_counted_as_errors_after_limited_crashes(
+    system: dx.ActorSystem,
+) -> None:
+    def broken(example: dx.Example, prediction: Any, trace: Any = None) -> bool:
+        raise ZeroDivisionError("metric bug")
+
+    job = system.compile(
+        bootstrap(broken, max_errors=3),
+        student=dx.Predict("question -> answer"),
+        trainset=trainset(),
+    )
+
+    with pytest.raises(ZeroDivisionError, match="metric bug"):
+        job.result(timeout=10)
+    status = job.status()
+    assert status.state == "failed" and status.restarts == MAX_METRIC_CRASHES
+    assert status.errors == 3 and "ZeroDivisionError" in (status.error or "")
+
+
+def test_a_checkpoint_file_resumes_a_stopped_compile_in_a_new_system(
+    server: RuleBasedLMServer, tmp_path: Path
+) -> None:
+    with start_system(server) as system:
+        expected_state, expected_requests = uninterrupted(system, server)
+        metric = Blocking(at=5)
+        job = system.compile(
+            bootstrap(metric, max_concurrency=1),
+            student=dx.Predict("question -> answer"),
+            trainset=trainset(),
+            checkpoint_dir=tmp_path,
+        )
+        assert metric.entered.wait(5)
+        job.cancel()
+        metric.release.set()
+        with pytest.raises(JobCancelled):
+            job.result(timeout=5)
+        path = job.checkpoint_path
+        assert path is not None and path.parent == tmp_path.resolve()
+        wait_threads_gone(job_threads(job.id))
+
+    data = json.loads(path.read_text())
+    assert data["version"] == 1 and data["teleprompter"] == "BootstrapFewShot"
+    finished = [key for key in data["entries"] if key.startswith("t/")]
+    assert 4 <= len(finished) < 10
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+    with start_system(server) as system:
+        # Same teleprompter (the metric is named "Blocking" again), student and
+        # trainset: the same fingerprint, so the same checkpoint file.
+        job = system.compile(
+            bootstrap(Blocking(at=0), max_concurrency=1),
+            student=dx.Predict("question -> answer"),
+            trainset=trainset(),
+            checkpoint_dir=tmp_path,
+        )
+        assert job.checkpoint_path == path
+        compiled = job.result(timeout=10)
+        assert compiled.dump_state() == expected_state
+        assert job.status().requests == expected_requests - len(finished)
+
+
+def test_a_checkpoint_file_cannot_be_shared_or_corrupt(
+    system: dx.ActorSystem, server: RuleBasedLMServer, tmp_path: Path
+) -> None:
+    server.latency = 30.0
+    tp = bootstrap()
+    first = system.compile(
+        tp, student=dx.Predict("question -> answer"), trainset=trainset(), checkpoint_dir=tmp_path
+    )
+    with pytest.raises(CheckpointError, match="in use"):
+        system.compile(
+            tp,
+            student=dx.Predict("question -> answer"),
+            trainset=trainset(),
+            checkpoint_dir=tmp_path,
+        )
+    first.cancel()
+    path = first.checkpoint_path
+    assert path is not None
+    path.write_text("{not json")
+    with pytest.raises(CheckpointError, match="not JSON"):
+        system.compile(
+            tp,
+            student=dx.Predict("question -> answer"),
+            trainset=trainset(),
+            checkpoint_dir=tmp_path,
+        )
+
+
+def test_without_checkpoint_dir_the_checkpoint_lives_in_the_job_handle(
+    system: dx.ActorSystem,
+) -> None:
+    job = system.compile(bootstrap(), student=dx.Predict("question -> answer"), trainset=trainset())
+    job.result(timeout=10)
+    assert job.checkpoint_path is None
+    entries = job._run.checkpoint.load()
+    assert sorted(k for k in entries if k.startswith("v/")) == sorted(f"v/{i}/0" for i in range(10))
+
+
+# ------------------------------------------------------------------------ events
+
+
+def test_progress_is_logged_as_structlog_events(system: dx.ActorSystem) -> None:
+    with capture_logs() as logs:
+        job = system.compile(
+            bootstrap(max_bootstrapped_demos=2),
+            student=dx.Predict("question -> answer"),
+            trainset=trainset(),
+        )
+        job.result(timeout=10)
+        search = system.compile(
+            BootstrapFewShotWithRandomSearch(metric=exact, num_candidate_programs=1),
+            student=dx.Predict("question -> answer"),
+            trainset=trainset()[:4],
+        )
+        search.result(timeout=10)
+
+    def events(job_id: str) -> list[dict[str, Any]]:
+        return [dict(e) for e in logs if e.get("job") == job_id]
+
+    names = [e["event"] for e in events(job.id)]
+    assert names[0] == "compile.started" and names[-1] == "compile.finished"
+    assert names.count("demo.bootstrapped") == 2
+    assert [e["example"] for e in events(job.id) if e["event"] == "demo.bootstrapped"] == [0, 1]
+    assert events(job.id)[-1]["state"] == "done"
+    evaluated = [e for e in events(search.id) if e["event"] == "candidate.evaluated"]
+    assert sorted(e["seed"] for e in evaluated) == [-3, -2, -1, 0]
+    assert max(e["best_score"] for e in evaluated) == 75.0  # Atlantis is unknown
