@@ -433,7 +433,7 @@ def _read_results(path: Path, devset: Sequence[Example], hashes: Sequence[str]) 
 class Evaluate:
     """Evaluate a program on a devset with a metric (DSPy's ``dspy.Evaluate``).
 
-    ``Evaluate(devset=..., metric=fn, max_concurrency=16, display_progress=False,
+    ``Evaluate(devset=..., metric=fn, max_concurrency=16, display_progress=True,
     max_errors=None, failure_score=0.0, results_path=None, timeout=None,
     system=None)``; ``evaluate(program)`` or ``evaluate(program, resume=True)``
     returns an :class:`EvaluationResult`.
@@ -465,7 +465,7 @@ class Evaluate:
         devset: Sequence[Example],
         metric: Metric,
         max_concurrency: int = 16,
-        display_progress: bool = False,
+        display_progress: bool = True,
         max_errors: int | None = None,
         failure_score: float = 0.0,
         results_path: str | Path | None = None,
