@@ -119,6 +119,7 @@ class IOWorker(sv.Actor):
 
     log_crashes = False
     reuse_threads = True
+    register_in_pykka = False
 
     def __init__(
         self,
@@ -144,12 +145,22 @@ class IOWorker(sv.Actor):
         except LMError as exc:
             self._report(Outcome(ok=False, latency_s=time.monotonic() - started, error=exc))
             raise
-        # Bookkeeping first, the program's wake-up last: under the GIL, whatever
-        # this thread does after waking the program delays the program.
+        # Bookkeeping first, the program's wake-up last: under the GIL, whatever this
+        # thread does after waking the program delays the program. So the worker
+        # ends first (no ExitSignal, no Down: the program needs only the result)
+        # and hands over the completion as its very last act.
         self._report(Outcome(ok=True, latency_s=completion.latency_s, usage=completion.usage))
-        self.unlink(self._program)  # a normal exit needs no ExitSignal to the program
-        self._program.tell(Completed(self._call_id, completion))
-        self.exit("normal")
+        self.unlink(self._program)
+        self._sv_forget_watcher_of(self._program)
+        program, done = self._program, Completed(self._call_id, completion)
+
+        def hand_over() -> None:
+            try:
+                program.tell(done)
+            except pykka.ActorDeadError:
+                pass  # the program gave up (deadline, cancel) meanwhile
+
+        self.exit_then(hand_over)
         return None
 
     def _report(self, outcome: Outcome) -> None:
@@ -179,6 +190,7 @@ class ProgramActor(sv.Actor):
 
     trap_exits = True
     reuse_threads = True
+    register_in_pykka = False
 
     def __init__(self, runtime: Runtime, module: Any, inputs: dict[str, Any], deadline: float):
         super().__init__()

@@ -263,6 +263,10 @@ class Actor(pykka.ThreadingActor):
 
     actor_inbox: _Inbox
 
+    register_in_pykka: ClassVar[bool] = True
+    """If ``False``, the actor is not added to ``pykka.ActorRegistry`` (for internal,
+    supervised, short-lived actors: the registry is one global list under one lock)."""
+
     reuse_threads: ClassVar[bool] = False
     """If ``True``, the actor runs on a pooled thread that is reused after it ends
     (see ``supervisors._threads``): for short-lived actors, where starting an OS
@@ -297,6 +301,7 @@ class Actor(pykka.ThreadingActor):
         self._sv_restarts = 0
         self._sv_parent_urn: str | None = None
         self._sv_thread: threading.Thread | None = None
+        self._sv_after_exit: Callable[[], None] | None = None
         self._sv_done = threading.Event()
 
     # ------------------------------------------------------------------ starting
@@ -325,13 +330,15 @@ class Actor(pykka.ThreadingActor):
         if options is not None:
             options.actor = obj
             obj._sv_restarts = options.restarts
-        ActorRegistry.register(ref)
+        if cls.register_in_pykka:
+            ActorRegistry.register(ref)
         if options is not None:
             if options.name is not None:
                 try:
                     _registry.register(options.name, ref)
                 except BaseException:
-                    ActorRegistry.unregister(ref)
+                    if cls.register_in_pykka:
+                        ActorRegistry.unregister(ref)
                     obj.actor_stopped.set()
                     raise
             if options.monitor is not None:
@@ -410,6 +417,12 @@ class Actor(pykka.ThreadingActor):
         if self._sv_killed:
             return
         self._sv_run()
+        after = self._sv_after_exit
+        if after is not None and not self._sv_killed:
+            try:
+                after()
+            except Exception as exc:
+                logger.error("after_exit_failed", actor=str(self), reason=describe_reason(exc))
 
     def _sv_next(self) -> Any:
         if self._sv_stash:
@@ -548,7 +561,8 @@ class Actor(pykka.ThreadingActor):
         # The name goes first: whoever hears of the death can rebind it at once.
         if self._sv_name is not None:
             _registry._release(self._sv_name, self.actor_ref)
-        ActorRegistry.unregister(self.actor_ref)
+        if self.register_in_pykka:
+            ActorRegistry.unregister(self.actor_ref)
         self.actor_stopped.set()
         error = _dead_error(str(self))
         for envelope in drained:
@@ -587,6 +601,23 @@ class Actor(pykka.ThreadingActor):
             )
         self.actor_inbox.wake()
         return ended
+
+    def exit_then(self, action: Callable[[], None], reason: Reason = "normal") -> None:
+        """Like :meth:`exit`, then run ``action`` in this thread once the actor has ended.
+
+        For an actor whose last act is to hand a result to someone: the receiver is
+        woken only after this actor is gone, instead of competing (for the GIL) with
+        its teardown. ``action`` is skipped if the actor is killed first.
+        """
+        self._sv_after_exit = action
+        raise _SelfExit(reason)
+
+    def _sv_forget_watcher_of(self, watcher_ref: ActorRef[Any]) -> None:
+        """Drop the monitors ``watcher_ref`` holds on this actor (it needs no ``Down``)."""
+        with self._sv_lock:
+            for mref, watcher in list(self._sv_watchers.items()):
+                if isinstance(watcher, _ActorWatcher) and watcher.ref is watcher_ref:
+                    del self._sv_watchers[mref]
 
     def exit(self, reason: Reason = "normal") -> None:
         """End this actor now with ``reason``; call only from the actor's own thread.
