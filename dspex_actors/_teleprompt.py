@@ -413,7 +413,7 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
     def __init__(
         self,
         metric: Metric,
-        num_candidate_programs: int = 16,
+        num_candidate_programs: int = 8,
         max_concurrency: int = 16,
         seed: int = 0,
         *,

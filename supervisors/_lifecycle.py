@@ -10,7 +10,6 @@ from pykka import ActorDeadError, ActorRef
 
 from supervisors import _registry
 from supervisors._actor import Actor, _StopWith, actor_of
-from supervisors._errors import NoProc
 from supervisors._log import logger
 from supervisors._messages import Reason
 
@@ -94,7 +93,3 @@ def kill(ref_or_name: ActorRef[Any] | str | Any, reason: Reason = "killed") -> b
         raise TypeError(f"{ref!r} is not a supervisors.Actor; only those can be killed")
     return actor._kill(reason)
 
-
-def _require_alive(ref: ActorRef[Any]) -> None:
-    if not ref.is_alive():
-        raise NoProc(ref)
