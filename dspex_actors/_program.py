@@ -44,6 +44,7 @@ from dspex_actors._errors import (
     LMConnectionError,
     LMError,
 )
+from dspex_actors._example import Prediction
 from dspex_actors._lm import LM, Completion, execute_plan
 from dspex_actors._protocol import (
     CacheGet,
@@ -66,8 +67,6 @@ from supervisors._supervisor import _supervisor as sv_supervisor
 
 if TYPE_CHECKING:
     import requests
-
-    from dspex_actors._example import Prediction
 
 __all__ = ["IOWorker", "ProgramActor", "Runtime", "current_program"]
 
@@ -250,7 +249,7 @@ class ProgramActor(sv.Actor):
 
     def _kill_workers(self, reason: str) -> None:
         for worker in list(self._workers.values()):
-            worker._kill(reason)
+            worker._kill(reason, quiet=True)  # the request's own outcome is logged
         self._workers.clear()
 
     def describe(self) -> str | None:
@@ -268,8 +267,6 @@ class ProgramActor(sv.Actor):
 
     def lm_call(self, predictor: Any, inputs: dict[str, Any]) -> Prediction:
         """One predictor call: format, cache, plan, worker, retry, parse. Actor thread only."""
-        from dspex_actors._example import Prediction
-
         runtime = self.runtime
         lm_name = predictor.lm or runtime.default_lm
         lm = runtime.lms.get(lm_name)
@@ -437,13 +434,13 @@ class ProgramActor(sv.Actor):
         try:
             message = self.receive(match, timeout=max(self.remaining(), 0.0))
         except pykka.Timeout:
-            worker._kill("killed")
+            worker._kill("killed", quiet=True)
             self._workers.pop(worker.actor_urn, None)
             raise DeadlineExceeded(
                 "request deadline passed while waiting for the LM", attempts=self.attempts
             ) from None
         if self._is_cancel(message):
-            worker._kill("shutdown")
+            worker._kill("shutdown", quiet=True)
             self._workers.pop(worker.actor_urn, None)
             raise Cancelled("the caller cancelled the request", attempts=self.attempts)
         if isinstance(message, Completed):

@@ -581,7 +581,7 @@ class Actor(pykka.ThreadingActor):
         self._sv_started.set()
         return True
 
-    def _kill(self, reason: Reason = "killed") -> bool:
+    def _kill(self, reason: Reason = "killed", *, quiet: bool = False) -> bool:
         """End this actor now, from any thread; see :func:`supervisors.kill`.
 
         The actor is unregistered and marked dead, every pending and later ask is
@@ -596,9 +596,13 @@ class Actor(pykka.ThreadingActor):
         if ended:
             if current is not None:
                 _fail(current, _dead_error(str(self)))
-            logger.warning(
-                "actor_killed", actor=str(self), name=self._sv_name, reason=describe_reason(reason)
-            )
+            if not quiet:  # owners that kill their own helpers report it themselves
+                logger.warning(
+                    "actor_killed",
+                    actor=str(self),
+                    name=self._sv_name,
+                    reason=describe_reason(reason),
+                )
         self.actor_inbox.wake()
         return ended
 

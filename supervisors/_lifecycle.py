@@ -92,4 +92,3 @@ def kill(ref_or_name: ActorRef[Any] | str | Any, reason: Reason = "killed") -> b
             return False
         raise TypeError(f"{ref!r} is not a supervisors.Actor; only those can be killed")
     return actor._kill(reason)
-
