@@ -316,6 +316,14 @@ def _labeled(
     return program
 
 
+def _check_bootstrap_inputs(student: Module, trainset: Sequence[Example]) -> None:
+    """Bootstrapping needs an uncompiled student and at least one training example."""
+    if getattr(student, "_compiled", False):
+        raise ValueError("the student must be uncompiled (pass the original program)")
+    if not trainset:
+        raise ValueError("trainset must contain at least one example")
+
+
 class BootstrapFewShot(Teleprompter):
     """Bootstrap demos from a teacher's successful traces (DSPy's ``BootstrapFewShot``).
 
@@ -384,10 +392,7 @@ class BootstrapFewShot(Teleprompter):
         valset: Sequence[Example] | None,
     ) -> None:
         super().validate(student=student, trainset=trainset, teacher=teacher, valset=valset)
-        if getattr(student, "_compiled", False):
-            raise ValueError("the student must be uncompiled (pass the original program)")
-        if not trainset:
-            raise ValueError("trainset must contain at least one example")
+        _check_bootstrap_inputs(student, trainset)
 
     def plan(self, ctx: PlanContext) -> CompilePlan:
         return _BootstrapPlan(self, ctx)
@@ -472,10 +477,7 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
         valset: Sequence[Example] | None,
     ) -> None:
         super().validate(student=student, trainset=trainset, teacher=teacher, valset=valset)
-        if getattr(student, "_compiled", False):
-            raise ValueError("the student must be uncompiled (pass the original program)")
-        if not trainset:
-            raise ValueError("trainset must contain at least one example")
+        _check_bootstrap_inputs(student, trainset)
         if valset is not None and not valset:
             raise ValueError("valset must contain at least one example (or be None)")
 
