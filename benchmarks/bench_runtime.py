@@ -8,7 +8,7 @@ Run from the repository root (the DSPy columns need ``dspy`` importable)::
 
 Every variant talks to the same :class:`~dspex_actors.RuleBasedLMServer` over real
 HTTP on 127.0.0.1. The primary server runs in a child process
-(``python -m dspex_actors._rule_server --port 0 --latency L``; it prints its URL on
+(``python -m dspex_actors.testing._rule_server --port 0 --latency L``; it prints its URL on
 its first stdout line), so its handler threads do not compete with the clients
 for this process's GIL, which is closer to a real remote LM; **the targets are
 judged against it**. The full run then repeats sections 1 and 2 against an
@@ -159,7 +159,7 @@ class Server:
                     "-W",
                     "ignore::RuntimeWarning",
                     "-m",
-                    "dspex_actors._rule_server",
+                    "dspex_actors.testing._rule_server",
                     "--port",
                     "0",
                     "--latency",

@@ -16,36 +16,48 @@ Quick start::
         print(system.tree())
 """
 
-from dspex_actors._adapter import ChatAdapter, JSONAdapter
-from dspex_actors._cache_store import CacheConfig, cache_key
-from dspex_actors._compile import CheckpointError, Job, JobCancelled, JobStatus
-from dspex_actors._errors import (
+from dspex_actors.adapters import ChatAdapter, JSONAdapter
+from dspex_actors.cache import CacheConfig, cache_key
+from dspex_actors.lm import LM, Completion, RetryPolicy
+from dspex_actors.modules import BatchError, ChainOfThought, Module, Predict, ProgramFileError
+from dspex_actors.optimize import (
+    BootstrapFewShot,
+    BootstrapFewShotWithRandomSearch,
+    CheckpointError,
+    CompileError,
+    Evaluate,
+    EvaluationResult,
+    Job,
+    JobCancelled,
+    JobStatus,
+    LabeledFewShot,
+    RecordedError,
+    ResultsFileError,
+    Teleprompter,
+)
+from dspex_actors.primitives import (
     AdapterParseError,
     CircuitOpen,
     DeadlineExceeded,
+    Example,
     LMBadRequest,
     LMConnectionError,
     LMError,
     LMRateLimited,
     LMServerError,
     LMTimeout,
+    Prediction,
 )
-from dspex_actors._evaluate import Evaluate, EvaluationResult, RecordedError, ResultsFileError
-from dspex_actors._example import Example, Prediction
-from dspex_actors._fields import InputField, OutputField
-from dspex_actors._lm import LM, Completion
-from dspex_actors._module import BatchError, ChainOfThought, Module, Predict, ProgramFileError
-from dspex_actors._retry import RetryPolicy
-from dspex_actors._rule_server import Fault, RuleBasedLMServer
-from dspex_actors._signature import InputFieldsError, Signature, SignatureError, ensure_signature
-from dspex_actors._system import ActorSystem, NoSystemError, current_system, start
-from dspex_actors._teleprompt import (
-    BootstrapFewShot,
-    BootstrapFewShotWithRandomSearch,
-    CompileError,
-    LabeledFewShot,
-    Teleprompter,
+from dspex_actors.runtime import ActorSystem, NoSystemError, current_system, start
+from dspex_actors.signatures import (
+    InputField,
+    InputFieldsError,
+    OutputField,
+    Signature,
+    SignatureError,
+    ensure_signature,
 )
+from dspex_actors.testing import Fault, RuleBasedLMServer
 
 __all__ = [
     "LM",

@@ -25,14 +25,12 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 import supervisors as sv
-from dspex_actors._errors import LMError
-from dspex_actors._fields import InputField, OutputField
-from dspex_actors._lm import LM
-from dspex_actors._module import ChainOfThought, Predict
-from dspex_actors._retry import RetryPolicy
-from dspex_actors._rule_server import RuleBasedLMServer
-from dspex_actors._signature import Signature
-from dspex_actors._system import start
+from dspex_actors.lm import LM, RetryPolicy
+from dspex_actors.modules import ChainOfThought, Predict
+from dspex_actors.primitives import LMError
+from dspex_actors.runtime import start
+from dspex_actors.signatures import InputField, OutputField, Signature
+from dspex_actors.testing import RuleBasedLMServer
 
 __all__ = ["main", "run_demo"]
 
@@ -188,6 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             api_key=os.environ.get("OPENAI_API_KEY"),
             latency=args.latency,
         )
-    from dspex_actors._rule_server import main as serve
+    from dspex_actors.testing._rule_server import main as serve
 
     return serve(["--port", str(args.port), "--latency", str(args.latency)])

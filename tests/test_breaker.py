@@ -1,4 +1,4 @@
-"""Circuit breaker (``dspex_actors._breaker``), driven by an injected clock."""
+"""Circuit breaker (``dspex_actors.lm._breaker``), driven by an injected clock."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from dspex_actors._breaker import CircuitBreaker, counts_as_failure
-from dspex_actors._errors import (
+from dspex_actors.lm._breaker import CircuitBreaker, counts_as_failure
+from dspex_actors.primitives._errors import (
     AdapterParseError,
     CircuitOpen,
     LMBadRequest,

@@ -1,4 +1,4 @@
-"""Cache keys and the LRU/TTL/SQLite cache store (``dspex_actors._cache_store``)."""
+"""Cache keys and the LRU/TTL/SQLite cache store (``dspex_actors.cache._store``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pydantic
 import pytest
 
-from dspex_actors._cache_store import CacheConfig, CacheStore, cache_key
-from dspex_actors._lm import LM
+from dspex_actors.cache._store import CacheConfig, CacheStore, cache_key
+from dspex_actors.lm._config import LM
 
 MESSAGES = [{"role": "user", "content": "What is 2+2?"}]
 

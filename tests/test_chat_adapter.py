@@ -17,11 +17,11 @@ from typing import Any, Literal, Optional
 import pytest
 from pydantic import BaseModel
 
-from dspex_actors._adapter import ChatAdapter, JSONAdapter, format_field_value, parse_value
-from dspex_actors._errors import AdapterParseError, LMError
-from dspex_actors._example import Example
-from dspex_actors._fields import InputField, OutputField
-from dspex_actors._signature import Signature, make_signature
+from dspex_actors.adapters._chat import ChatAdapter, JSONAdapter, format_field_value, parse_value
+from dspex_actors.primitives._errors import AdapterParseError, LMError
+from dspex_actors.primitives._example import Example
+from dspex_actors.signatures._fields import InputField, OutputField
+from dspex_actors.signatures._signature import Signature, make_signature
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dspy"
 

@@ -22,9 +22,9 @@ from structlog.testing import capture_logs
 
 import dspex_actors as dx
 import supervisors as sv
-from dspex_actors._compile import MAX_METRIC_CRASHES, CheckpointError, JobCancelled
-from dspex_actors._rule_server import DEFAULT_KNOWLEDGE, RuleBasedLMServer
-from dspex_actors._teleprompt import (
+from dspex_actors.optimize._compile import MAX_METRIC_CRASHES, CheckpointError, JobCancelled
+from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, RuleBasedLMServer
+from dspex_actors.optimize._teleprompt import (
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
     CompileError,

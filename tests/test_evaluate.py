@@ -20,14 +20,14 @@ import pytest
 
 import dspex_actors as dx
 import supervisors as sv
-from dspex_actors._evaluate import (
+from dspex_actors.optimize._evaluate import (
     Evaluate,
     EvaluationResult,
     RecordedError,
     ResultsFileError,
     input_hash,
 )
-from dspex_actors._rule_server import DEFAULT_KNOWLEDGE, RuleBasedLMServer
+from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, RuleBasedLMServer
 
 CAPITALS = [
     (key.removeprefix("capital of "), answer)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from dspex_actors._example import Completions, Example, Prediction
+from dspex_actors.primitives._example import Completions, Example, Prediction
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dspy"
 FACTS = json.loads((FIXTURES / "example_facts.json").read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""LM config, request plans and one-attempt HTTP execution (``dspex_actors._lm``)."""
+"""LM config, request plans and one-attempt HTTP execution (``dspex_actors.lm._config``)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 import requests
 import responses
 
-from dspex_actors._errors import (
+from dspex_actors.primitives._errors import (
     AdapterParseError,
     CircuitOpen,
     DeadlineExceeded,
@@ -30,8 +30,8 @@ from dspex_actors._errors import (
     LMServerError,
     LMTimeout,
 )
-from dspex_actors._lm import (
-    LM,
+from dspex_actors.lm import LM
+from dspex_actors.lm._http import (
     Completion,
     build_plan,
     execute_plan,

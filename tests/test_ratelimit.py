@@ -1,10 +1,10 @@
-"""Token bucket (``dspex_actors._ratelimit``), driven by an injected clock."""
+"""Token bucket (``dspex_actors.lm._ratelimit``), driven by an injected clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from dspex_actors._ratelimit import TokenBucket
+from dspex_actors.lm._ratelimit import TokenBucket
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""Retry policy (``dspex_actors._retry``): backoff, jitter, Retry-After, deadline."""
+"""Retry policy (``dspex_actors.lm._retry``): backoff, jitter, Retry-After, deadline."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from dspex_actors._errors import (
+from dspex_actors.primitives._errors import (
     AdapterParseError,
     CircuitOpen,
     DeadlineExceeded,
@@ -18,7 +18,7 @@ from dspex_actors._errors import (
     LMServerError,
     LMTimeout,
 )
-from dspex_actors._retry import RetryPolicy
+from dspex_actors.lm._retry import RetryPolicy
 
 SERVER = LMServerError("boom", status=503)
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 
-from dspex_actors._rule_server import (
+from dspex_actors.testing._rule_server import (
     DEFAULT_MODEL,
     Fault,
     RuleBasedLMServer,
@@ -783,7 +783,15 @@ def _free_port() -> int:
 
 def test_module_runs_standalone_and_stops_on_ctrl_c() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dspex_actors._rule_server", "--port", "0", "--latency", "0.01"],
+        [
+            sys.executable,
+            "-m",
+            "dspex_actors.testing._rule_server",
+            "--port",
+            "0",
+            "--latency",
+            "0.01",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -18,9 +18,9 @@ from typing import Any, Literal
 import pytest
 
 import dspex_actors as dx
-from dspex_actors._evaluate import Evaluate
-from dspex_actors._rule_server import RuleBasedLMServer
-from dspex_actors._teleprompt import BootstrapFewShot
+from dspex_actors.optimize._evaluate import Evaluate
+from dspex_actors.testing._rule_server import RuleBasedLMServer
+from dspex_actors.optimize._teleprompt import BootstrapFewShot
 
 SAVED = Path(__file__).parent / "fixtures" / "dspy" / "saved_programs"
 

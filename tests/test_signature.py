@@ -17,9 +17,9 @@ from typing import Any, Literal, Optional
 import pytest
 from pydantic import BaseModel
 
-from dspex_actors._adapter import get_annotation_name
-from dspex_actors._fields import FieldSpec, InputField, OutputField, infer_prefix
-from dspex_actors._signature import (
+from dspex_actors.adapters._chat import get_annotation_name
+from dspex_actors.signatures._fields import FieldSpec, InputField, OutputField, infer_prefix
+from dspex_actors.signatures._signature import (
     InputFieldsError,
     Signature,
     SignatureError,

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 import dspex_actors as dx
-from dspex_actors._evaluate import Evaluate
-from dspex_actors._rule_server import DEFAULT_KNOWLEDGE, Fault, RuleBasedLMServer
-from dspex_actors._teleprompt import (
+from dspex_actors.optimize._evaluate import Evaluate
+from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, Fault, RuleBasedLMServer
+from dspex_actors.optimize._teleprompt import (
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
     LabeledFewShot,

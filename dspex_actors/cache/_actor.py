@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dspex_actors._cache_store import CacheConfig, CacheStore
-from dspex_actors._protocol import CacheClear, CacheGet, CachePut, GetStats
+from dspex_actors.cache._messages import CacheClear, CacheGet, CachePut
+from dspex_actors.cache._store import CacheConfig, CacheStore
+from dspex_actors.primitives import GetStats
 from supervisors import Actor
 from supervisors._log import logger
 

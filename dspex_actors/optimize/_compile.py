@@ -9,7 +9,7 @@
 ``system.compile(teleprompter, student=..., trainset=...)`` starts a
 :class:`CompileJob` under the system's ``teleprompters`` dynamic supervisor and
 returns a :class:`Job` handle at once. The job drives the teleprompter's
-:class:`~dspex_actors._teleprompt.CompilePlan`:
+:class:`~dspex_actors.optimize._teleprompt.CompilePlan`:
 
 * **One unit of work per message.** The actor handles ``_Step`` messages; each
   records one finished request, or does one unit of plan work (one metric verdict,
@@ -59,7 +59,8 @@ import pykka
 import structlog
 
 import supervisors as sv
-from dspex_actors._evaluate import (
+from dspex_actors.modules import Module
+from dspex_actors.optimize._evaluate import (
     cancel_program,
     check_examples,
     describe_error,
@@ -67,9 +68,7 @@ from dspex_actors._evaluate import (
     request_timeout,
     run_tracked,
 )
-from dspex_actors._example import Example
-from dspex_actors._module import Module
-from dspex_actors._teleprompt import (
+from dspex_actors.optimize._teleprompt import (
     CompileError,
     CompileFailure,
     CompilePlan,
@@ -80,9 +79,10 @@ from dspex_actors._teleprompt import (
     eval_outcome,
     item_inputs,
 )
+from dspex_actors.primitives import Example
 
 if TYPE_CHECKING:
-    from dspex_actors._system import ActorSystem
+    from dspex_actors.runtime import ActorSystem
 
 __all__ = [
     "CheckpointError",

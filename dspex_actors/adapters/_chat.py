@@ -4,7 +4,7 @@
 produces (byte for byte: prompts, demos and saved programs move between the two), and
 parses completions the same way: the text is split on ``[[ ## name ## ]]`` header lines,
 the first section of each output field wins, each value is converted to the field's
-type, and a missing output field raises :class:`~dspex_actors._errors.AdapterParseError`
+type, and a missing output field raises :class:`~dspex_actors.primitives._errors.AdapterParseError`
 carrying the raw text. :class:`JSONAdapter` is DSPy's JSON variant, used as the fallback.
 
 The fallback protocol (what DSPy's ``ChatAdapter.__call__`` does), for the caller that
@@ -48,10 +48,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import TypeAdapter
 
-from dspex_actors._errors import AdapterParseError
-from dspex_actors._example import Example
-from dspex_actors._fields import FieldSpec
-from dspex_actors._signature import Signature, annotation_allows_none
+from dspex_actors.primitives import AdapterParseError, Example
+from dspex_actors.signatures import FieldSpec, Signature, annotation_allows_none
 
 __all__ = [
     "ChatAdapter",

@@ -35,32 +35,28 @@ import pykka
 from pykka.messages import _ActorStop
 
 import supervisors as sv
-from dspex_actors._adapter import ChatAdapter
-from dspex_actors._cache_store import cache_key
-from dspex_actors._errors import (
+from dspex_actors.adapters import ChatAdapter
+from dspex_actors.cache import CacheGet, CachePut, cache_key
+from dspex_actors.lm import (
+    LM,
+    Completion,
+    Outcome,
+    Planned,
+    PlanRequest,
+    Refused,
+    RetryPolicy,
+    Wait,
+    execute_plan,
+)
+from dspex_actors.primitives import (
     AdapterParseError,
     DeadlineExceeded,
     LMBadRequest,
     LMConnectionError,
     LMError,
+    Prediction,
 )
-from dspex_actors._example import Prediction
-from dspex_actors._lm import LM, Completion, execute_plan
-from dspex_actors._protocol import (
-    CacheGet,
-    CachePut,
-    Cancel,
-    Completed,
-    Failed,
-    Outcome,
-    Perform,
-    Planned,
-    PlanRequest,
-    Refused,
-    Run,
-    Wait,
-)
-from dspex_actors._retry import RetryPolicy
+from dspex_actors.runtime._messages import Cancel, Completed, Failed, Perform, Run
 from supervisors._log import describe_reason, logger
 from supervisors._reply import ask as fast_ask
 from supervisors._supervisor import _supervisor as sv_supervisor

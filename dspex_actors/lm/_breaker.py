@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from dspex_actors._errors import CircuitOpen, LMConnectionError, LMServerError, LMTimeout
+from dspex_actors.primitives import CircuitOpen, LMConnectionError, LMServerError, LMTimeout
 
 __all__ = ["BreakerState", "CircuitBreaker", "counts_as_failure"]
 

@@ -15,7 +15,7 @@ import random
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dspex_actors._errors import LMError
+from dspex_actors.primitives import LMError
 
 __all__ = ["RetryPolicy"]
 

@@ -47,18 +47,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from dspex_actors._evaluate import (
+from dspex_actors.modules import Module, Predict, recording_trace
+from dspex_actors.optimize._evaluate import (
     as_score,
     check_examples,
     describe_error,
     example_inputs,
     json_safe,
 )
-from dspex_actors._example import Example, Prediction
-from dspex_actors._module import Module, Predict, recording_trace
+from dspex_actors.primitives import Example, Prediction
 
 if TYPE_CHECKING:
-    from dspex_actors._system import ActorSystem
+    from dspex_actors.runtime import ActorSystem
 
 __all__ = [
     "BootstrapFewShot",
@@ -245,7 +245,7 @@ class Teleprompter:
         Raises what ``Job.result`` raises.
         """
         if system is None:
-            from dspex_actors._system import current_system
+            from dspex_actors.runtime import current_system
 
             system = current_system()
         job = system.compile(

@@ -21,23 +21,19 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 
 import supervisors as sv
-from dspex_actors._cache_actor import CacheActor
-from dspex_actors._cache_store import CacheConfig
-from dspex_actors._lm import LM
-from dspex_actors._lm_client import LMClient, LMCounters
-from dspex_actors._program import Runtime, run_in_program, run_many
-from dspex_actors._protocol import CacheClear, GetStats
-from dspex_actors._retry import RetryPolicy
+from dspex_actors.cache import CacheActor, CacheClear, CacheConfig
+from dspex_actors.lm import LM, LMClient, LMCounters, RetryPolicy
+from dspex_actors.primitives import GetStats
+from dspex_actors.runtime._program import Runtime, run_in_program, run_many
 from supervisors._threads import shutdown_idle_threads
 
-if TYPE_CHECKING:  # ActorSystem.compile (compile jobs live in dspex_actors._compile)
+if TYPE_CHECKING:  # ActorSystem.compile (compile jobs live in dspex_actors.optimize._compile)
     from collections.abc import Sequence
     from pathlib import Path
 
-    from dspex_actors._compile import Job
-    from dspex_actors._example import Example
-    from dspex_actors._module import Module
-    from dspex_actors._teleprompt import Teleprompter
+    from dspex_actors.modules import Module
+    from dspex_actors.optimize import Job, Teleprompter
+    from dspex_actors.primitives import Example
 
 __all__ = ["ActorSystem", "NoSystemError", "current_system", "start"]
 
@@ -201,9 +197,9 @@ class ActorSystem:
     ) -> Job:
         """Start a compile job under ``teleprompters`` and return its :class:`Job` at once.
 
-        See :func:`dspex_actors._compile.start_job` (argument checks raise here).
+        See :func:`dspex_actors.optimize._compile.start_job` (argument checks raise here).
         """
-        from dspex_actors._compile import start_job
+        from dspex_actors.optimize import start_job
 
         return start_job(
             self,

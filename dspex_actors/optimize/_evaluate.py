@@ -40,12 +40,11 @@ from typing import IO, TYPE_CHECKING, Any
 import pykka
 
 import supervisors as sv
-from dspex_actors._example import Example, Prediction
-from dspex_actors._program import run_in_program
-from dspex_actors._protocol import Cancel
+from dspex_actors.primitives import Example, Prediction
+from dspex_actors.runtime import Cancel, run_in_program
 
 if TYPE_CHECKING:
-    from dspex_actors._system import ActorSystem
+    from dspex_actors.runtime import ActorSystem
 
 __all__ = [
     "CANCEL_GRACE",
@@ -97,7 +96,7 @@ def system_for(program: Any, system: ActorSystem | None = None) -> ActorSystem:
     own = getattr(program, "system", None)
     if own is not None:
         return own  # type: ignore[no-any-return]
-    from dspex_actors._system import current_system
+    from dspex_actors.runtime import current_system
 
     return current_system()
 

@@ -53,7 +53,7 @@ from pydantic.fields import FieldInfo
 if sys.version_info >= (3, 14):  # pragma: no cover - PEP 649 class namespaces
     import annotationlib
 
-from dspex_actors._fields import (
+from dspex_actors.signatures._fields import (
     FIELD_TYPE_KEY,
     IS_TYPE_UNDEFINED,
     FieldKind,

@@ -17,14 +17,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from dspex_actors._example import Example, Prediction
-from dspex_actors._fields import OutputField
-from dspex_actors._program import current_program
-from dspex_actors._signature import Signature, SignatureError, ensure_signature
+from dspex_actors.primitives import Example, Prediction
+from dspex_actors.runtime import current_program
+from dspex_actors.signatures import OutputField, Signature, SignatureError, ensure_signature
 
 if TYPE_CHECKING:
-    from dspex_actors._adapter import ChatAdapter
-    from dspex_actors._system import ActorSystem
+    from dspex_actors.adapters import ChatAdapter
+    from dspex_actors.runtime import ActorSystem
 
 __all__ = ["BatchError", "ChainOfThought", "Module", "Predict", "ProgramFileError"]
 
@@ -89,7 +88,7 @@ class Module:
         """Validate inputs before any I/O (overridden by :class:`Predict`)."""
 
     def _system(self) -> ActorSystem:
-        from dspex_actors._system import current_system
+        from dspex_actors.runtime import current_system
 
         return self.system if self.system is not None else current_system()
 

@@ -102,7 +102,7 @@ shuts every open connection down and joins all the threads. Counters, the
 request log and the fault queue are protected by one lock; all public methods
 may be called from any thread.
 
-Run it standalone with ``python -m dspex_actors._rule_server --port 8000
+Run it standalone with ``python -m dspex_actors.testing._rule_server --port 8000
 --latency 0.05``.
 """
 
@@ -1509,7 +1509,7 @@ def _shutdown_socket(sock: socket.socket) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server in the foreground until Ctrl-C or SIGTERM; returns the exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m dspex_actors._rule_server",
+        prog="python -m dspex_actors.testing._rule_server",
         description="Rule-based (no model) OpenAI-compatible chat-completions server.",
     )
     parser.add_argument("--host", default="127.0.0.1")

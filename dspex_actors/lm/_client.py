@@ -12,11 +12,12 @@ import collections
 import statistics
 from typing import Any
 
-from dspex_actors._breaker import CircuitBreaker
-from dspex_actors._errors import CircuitOpen, LMBadRequest, LMError
-from dspex_actors._lm import LM, build_plan, make_session
-from dspex_actors._protocol import GetStats, Outcome, Planned, PlanRequest, Refused, Wait
-from dspex_actors._ratelimit import TokenBucket
+from dspex_actors.lm._breaker import CircuitBreaker
+from dspex_actors.lm._config import LM
+from dspex_actors.lm._http import build_plan, make_session
+from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Wait
+from dspex_actors.lm._ratelimit import TokenBucket
+from dspex_actors.primitives import CircuitOpen, GetStats, LMBadRequest, LMError
 from supervisors import Actor
 from supervisors._log import logger
 

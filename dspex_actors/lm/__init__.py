@@ -1,0 +1,34 @@
+"""LM clients: endpoint configuration, HTTP plans, retries, rate limit, breaker, client actor.
+
+:class:`LM` describes an endpoint; :func:`build_plan` / :func:`execute_plan` make one
+HTTP attempt; :class:`RetryPolicy`, :class:`TokenBucket` and :class:`CircuitBreaker`
+decide when to try; :class:`LMClient` is the long-lived actor that owns one LM's
+connection pool, admission and statistics. Nothing here runs a program.
+"""
+
+from dspex_actors.lm._breaker import CircuitBreaker
+from dspex_actors.lm._client import LMClient, LMCounters
+from dspex_actors.lm._config import LM
+from dspex_actors.lm._http import Completion, RequestPlan, build_plan, execute_plan, make_session
+from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Wait
+from dspex_actors.lm._ratelimit import TokenBucket
+from dspex_actors.lm._retry import RetryPolicy
+
+__all__ = [
+    "LM",
+    "CircuitBreaker",
+    "Completion",
+    "LMClient",
+    "LMCounters",
+    "Outcome",
+    "PlanRequest",
+    "Planned",
+    "Refused",
+    "RequestPlan",
+    "RetryPolicy",
+    "TokenBucket",
+    "Wait",
+    "build_plan",
+    "execute_plan",
+    "make_session",
+]

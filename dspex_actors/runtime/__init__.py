@@ -1,0 +1,20 @@
+"""The runtime: the actor system, per-request program actors and their I/O workers.
+
+:func:`start` builds the supervision tree (LM clients, cache, programs,
+teleprompters); each call runs in a short-lived program actor that owns one I/O
+worker actor per attempt and handles its crash as a ``Down`` message.
+"""
+
+from dspex_actors.runtime._messages import Cancel
+from dspex_actors.runtime._program import current_program, run_in_program
+from dspex_actors.runtime._system import ActorSystem, NoSystemError, current_system, start
+
+__all__ = [
+    "ActorSystem",
+    "Cancel",
+    "NoSystemError",
+    "current_program",
+    "current_system",
+    "run_in_program",
+    "start",
+]
