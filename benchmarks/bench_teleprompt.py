@@ -50,8 +50,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dspex_actors as dx
 from dspex_actors.optimize._evaluate import Evaluate
-from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, RuleBasedLMServer
 from dspex_actors.optimize._teleprompt import BootstrapFewShot
+from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, RuleBasedLMServer
 
 BOOTSTRAP_TARGET = 4.0
 """Ours (16 concurrent teacher runs) must be at least this many times faster than DSPy's."""

@@ -42,6 +42,7 @@ from supervisors._errors import (
 )
 from supervisors._introspect import Status, TreeNode, format_tree, get_state, get_status, tree
 from supervisors._lifecycle import kill, stop
+from supervisors._log import describe_reason
 from supervisors._messages import (
     Down,
     Exit,
@@ -61,6 +62,7 @@ from supervisors._registry import (
     wait_for_name,
     whereis,
 )
+from supervisors._reply import ask
 from supervisors._spec import ChildCounts, ChildInfo, ChildSpec
 from supervisors._supervisor import (
     Supervisor,
@@ -72,6 +74,7 @@ from supervisors._supervisor import (
     which_children,
 )
 from supervisors._task import Task, TaskSupervisor, async_nolink, async_stream
+from supervisors._threads import shutdown_idle_threads
 
 __all__ = [
     "Actor",
@@ -100,10 +103,12 @@ __all__ = [
     "Timeout",
     "TreeNode",
     "actor_of",
+    "ask",
     "async_nolink",
     "async_stream",
     "count_children",
     "delete_child",
+    "describe_reason",
     "format_tree",
     "get_state",
     "get_status",
@@ -113,6 +118,7 @@ __all__ = [
     "register",
     "registered",
     "restart_child",
+    "shutdown_idle_threads",
     "spawn_options",
     "start_child",
     "stop",

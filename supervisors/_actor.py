@@ -616,6 +616,25 @@ class Actor(pykka.ThreadingActor):
         self._sv_after_exit = action
         raise _SelfExit(reason)
 
+    @property
+    def parent_urn(self) -> str | None:
+        """The URN of the actor this one was spawned linked to (its supervisor), or ``None``."""
+        return self._sv_parent_urn
+
+    @property
+    def restart_count(self) -> int:
+        """How many times the supervisor had restarted this child before this instance."""
+        return self._sv_restarts
+
+    def drop_monitors_of(self, watcher_ref: ActorRef[Any]) -> None:
+        """Drop the monitors ``watcher_ref`` holds on this actor, so it gets no ``Down``.
+
+        For an actor whose owner already has its answer (an I/O worker handing over
+        its result): the owner need not be told of the normal exit that follows.
+        Safe from any thread.
+        """
+        self._sv_forget_watcher_of(watcher_ref)
+
     def _sv_forget_watcher_of(self, watcher_ref: ActorRef[Any]) -> None:
         """Drop the monitors ``watcher_ref`` holds on this actor (it needs no ``Down``)."""
         with self._sv_lock:

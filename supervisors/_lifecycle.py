@@ -20,6 +20,8 @@ DEFAULT_STOP_TIMEOUT = 60.0
 
 
 def _target(ref_or_name: ActorRef[Any] | str | Any) -> tuple[ActorRef[Any], Actor | None]:
+    if isinstance(ref_or_name, Actor):
+        return ref_or_name.actor_ref, ref_or_name
     ref = _registry.resolve(ref_or_name)
     return ref, actor_of(ref)
 
@@ -69,7 +71,9 @@ def stop(
     return True
 
 
-def kill(ref_or_name: ActorRef[Any] | str | Any, reason: Reason = "killed") -> bool:
+def kill(
+    ref_or_name: ActorRef[Any] | str | Any, reason: Reason = "killed", *, quiet: bool = False
+) -> bool:
     """End an actor at once with an untrappable exit (OTP's ``exit(pid, :kill)``).
 
     From any thread, at any time: the actor is unregistered and marked dead,
@@ -79,6 +83,10 @@ def kill(ref_or_name: ActorRef[Any] | str | Any, reason: Reason = "killed") -> b
     stop a thread: if the actor is busy in a handler, its (daemon) thread is
     abandoned and exits at the next message boundary. Split long work into
     messages so a killed actor stops promptly.
+
+    ``quiet=True`` skips the ``actor_killed`` warning: for owners that kill their
+    own helpers and report the outcome themselves. Monitors and links are told
+    either way.
 
     Returns ``False`` if the actor was already dead.
 
@@ -91,4 +99,4 @@ def kill(ref_or_name: ActorRef[Any] | str | Any, reason: Reason = "killed") -> b
         if not ref.is_alive():
             return False
         raise TypeError(f"{ref!r} is not a supervisors.Actor; only those can be killed")
-    return actor._kill(reason)
+    return actor._kill(reason, quiet=quiet)

@@ -52,12 +52,17 @@ class Reply:
         raise value
 
 
-def ask(ref: ActorRef[Any], message: Any, timeout: float | None) -> Any:
-    """``ref.ask(message, timeout=timeout)`` with a :class:`Reply` instead of a pykka future.
+def ask(ref: ActorRef[Any] | Any, message: Any, timeout: float | None) -> Any:
+    """Send ``message`` and wait for the answer: ``ref.ask(message, timeout=timeout)``, faster.
 
-    Same semantics: the actor's answer, or its exception; ``ActorDeadError`` if it
-    is dead or dies first; ``pykka.Timeout`` after ``timeout`` seconds.
+    For hot paths: a one-slot reply queue instead of a pykka future (about half the
+    cost). ``ref`` is an ``ActorRef`` or a :class:`NamedRef` (resolved once, now).
+    Same semantics as ``ask``: the actor's answer, or its exception;
+    ``ActorDeadError`` if it is dead or dies first; ``pykka.Timeout`` after
+    ``timeout`` seconds (``None`` waits without bound: avoid it).
     """
+    if not isinstance(ref, ActorRef):
+        ref = ref.resolve()
     reply = Reply()
     if ref.actor_stopped.is_set():
         raise ActorDeadError(f"{ref} not found")

@@ -676,6 +676,7 @@ def start_child(
     *,
     timeout: float = DEFAULT_CALL_TIMEOUT,
     in_caller: bool = False,
+    first_message: tuple[Any, Any] | None = None,
 ) -> ActorRef[Any]:
     """Add ``spec`` to supervisor ``sup`` and start it; return the child's ref.
 
@@ -683,7 +684,10 @@ def start_child(
     registered name. The new child is the last in start order (first to stop).
     With ``in_caller=True`` (dynamic and task supervisors only) the child is
     started in the calling thread instead of the supervisor's, saving a round
-    trip (see ``DynamicSupervisor.start_child_here``).
+    trip (see ``DynamicSupervisor.start_child_here``). ``first_message``, only with
+    ``in_caller=True``, is ``(message, reply_to)``: it is queued in the child's
+    mailbox before its thread starts, ahead of anything else (``reply_to`` is a
+    pykka future or any object with ``set`` / ``set_exception``; ``None`` = a tell).
 
     Raises:
         StartError: the child failed to start (the spec is not kept).
@@ -694,7 +698,9 @@ def start_child(
         raise TypeError(f"start_child needs a ChildSpec, got {spec!r}")
     if in_caller:
         _, actor = _supervisor(sup)
-        return actor.start_child_here(spec)
+        return actor.start_child_here(spec, first=first_message)
+    if first_message is not None:
+        raise ValueError("first_message needs in_caller=True")
     result: ActorRef[Any] = _call(sup, "start_child", spec, timeout)
     return result
 

@@ -6,9 +6,8 @@ from typing import Any
 
 from dspex_actors.cache._messages import CacheClear, CacheGet, CachePut
 from dspex_actors.cache._store import CacheConfig, CacheStore
-from dspex_actors.primitives import GetStats
+from dspex_actors.primitives import GetStats, logger
 from supervisors import Actor
-from supervisors._log import logger
 
 __all__ = ["CacheActor"]
 

@@ -17,9 +17,8 @@ from dspex_actors.lm._config import LM
 from dspex_actors.lm._http import build_plan, make_session
 from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Wait
 from dspex_actors.lm._ratelimit import TokenBucket
-from dspex_actors.primitives import CircuitOpen, GetStats, LMBadRequest, LMError
+from dspex_actors.primitives import CircuitOpen, GetStats, LMBadRequest, LMError, logger
 from supervisors import Actor
-from supervisors._log import logger
 
 __all__ = ["LMClient", "LMCounters"]
 
@@ -64,7 +63,7 @@ class LMClient(Actor):
         shared = counters if counters is not None else LMCounters()
         self._latencies = shared.latencies
         self._counts = shared.counts
-        shared.restarts = self._sv_restarts
+        shared.restarts = self.restart_count
 
     def on_start(self) -> None:
         self._session = make_session(self.lm.pool_size, base_url=self.lm.chat_url)
@@ -148,7 +147,7 @@ class LMClient(Actor):
                 "mean": round(statistics.fmean(lat) * 1000, 3) if lat else None,
             },
             "breaker": self._breaker.snapshot(),
-            "client_restarts": self._sv_restarts,
+            "client_restarts": self.restart_count,
         }
 
     def describe(self) -> str | None:

@@ -16,6 +16,7 @@ from dspex_actors.primitives._errors import (
     LMTimeout,
 )
 from dspex_actors.primitives._example import Completions, Example, Prediction
+from dspex_actors.primitives._log import logger
 from dspex_actors.primitives._messages import GetStats
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "LMServerError",
     "LMTimeout",
     "Prediction",
+    "logger",
 ]

@@ -55,11 +55,9 @@ from dspex_actors.primitives import (
     LMConnectionError,
     LMError,
     Prediction,
+    logger,
 )
 from dspex_actors.runtime._messages import Cancel, Completed, Failed, Perform, Run
-from supervisors._log import describe_reason, logger
-from supervisors._reply import ask as fast_ask
-from supervisors._supervisor import _supervisor as sv_supervisor
 
 if TYPE_CHECKING:
     import requests
@@ -146,7 +144,7 @@ class IOWorker(sv.Actor):
         # and hands over the completion as its very last act.
         self._report(Outcome(ok=True, latency_s=completion.latency_s, usage=completion.usage))
         self.unlink(self._program)
-        self._sv_forget_watcher_of(self._program)
+        self.drop_monitors_of(self._program)
         program, done = self._program, Completed(self._call_id, completion)
 
         def hand_over() -> None:
@@ -206,7 +204,7 @@ class ProgramActor(sv.Actor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Run):
             return self._run()
-        if isinstance(message, sv.ExitSignal) and message.actor.actor_urn == self._sv_parent_urn:
+        if isinstance(message, sv.ExitSignal) and message.actor.actor_urn == self.parent_urn:
             self.exit(message.reason)  # our supervisor is gone: nothing runs unowned
         return None  # exits of our own workers, stray messages: nothing to do
 
@@ -245,7 +243,7 @@ class ProgramActor(sv.Actor):
 
     def _kill_workers(self, reason: str) -> None:
         for worker in list(self._workers.values()):
-            worker._kill(reason, quiet=True)  # the request's own outcome is logged
+            sv.kill(worker, reason, quiet=True)  # the request's own outcome is logged
         self._workers.clear()
 
     def describe(self) -> str | None:
@@ -307,7 +305,7 @@ class ProgramActor(sv.Actor):
         if ref is None:
             return None
         try:
-            return fast_ask(ref, CacheGet(key), min(CACHE_TIMEOUT, max(self.remaining(), 0.001)))
+            return sv.ask(ref, CacheGet(key), min(CACHE_TIMEOUT, max(self.remaining(), 0.001)))
         except Exception as exc:
             logger.debug("cache.miss_on_error", error=repr(exc))
             return None
@@ -430,13 +428,13 @@ class ProgramActor(sv.Actor):
         try:
             message = self.receive(match, timeout=max(self.remaining(), 0.0))
         except pykka.Timeout:
-            worker._kill("killed", quiet=True)
+            sv.kill(worker, "killed", quiet=True)
             self._workers.pop(worker.actor_urn, None)
             raise DeadlineExceeded(
                 "request deadline passed while waiting for the LM", attempts=self.attempts
             ) from None
         if self._is_cancel(message):
-            worker._kill("shutdown", quiet=True)
+            sv.kill(worker, "shutdown", quiet=True)
             self._workers.pop(worker.actor_urn, None)
             raise Cancelled("the caller cancelled the request", attempts=self.attempts)
         if isinstance(message, Completed):
@@ -448,17 +446,19 @@ class ProgramActor(sv.Actor):
         error = (
             reason
             if isinstance(reason, LMError)
-            else LMConnectionError(f"I/O worker ended without a result: {describe_reason(reason)}")
+            else LMConnectionError(
+                f"I/O worker ended without a result: {sv.describe_reason(reason)}"
+            )
         )
         logger.info(
-            "worker_crashed", program=_module_label(self.module), reason=describe_reason(reason)
+            "worker_crashed", program=_module_label(self.module), reason=sv.describe_reason(reason)
         )
         return error
 
     def _is_cancel(self, message: Any) -> bool:
         """A :class:`Cancel` from the caller, or the exit of our supervisor (we follow it)."""
         return isinstance(message, Cancel) or (
-            isinstance(message, sv.ExitSignal) and message.actor.actor_urn == self._sv_parent_urn
+            isinstance(message, sv.ExitSignal) and message.actor.actor_urn == self.parent_urn
         )
 
     def _pause(self, seconds: float) -> None:
@@ -508,9 +508,8 @@ def run_in_program(
         shutdown=1.0,
     )
     answer: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
-    _, supervisor = sv_supervisor(programs)
     # The Run request rides in the new actor's mailbox from birth.
-    ref = supervisor.start_child_here(spec, first=(Run(), answer))
+    ref = sv.start_child(programs, spec, in_caller=True, first_message=(Run(), answer))
     if on_started is not None:
         on_started(ref)
     try:
@@ -583,7 +582,6 @@ def run_many(
     sink: queue.SimpleQueue[tuple[int, Any, BaseException | None]] = queue.SimpleQueue()
     results: list[Any] = [None] * len(inputs)
     pending: dict[int, tuple[pykka.ActorRef[Any], float]] = {}
-    _, supervisor = sv_supervisor(programs)
     next_index = 0
 
     def finish(index: int, result: Any) -> None:
@@ -605,7 +603,9 @@ def run_many(
                     shutdown=1.0,
                 )
                 try:
-                    ref = supervisor.start_child_here(spec, first=(Run(), _Reply(index, sink)))
+                    ref = sv.start_child(
+                        programs, spec, in_caller=True, first_message=(Run(), _Reply(index, sink))
+                    )
                 except (sv.StartError, sv.SupervisorError, sv.NoProc) as exc:
                     finish(index, exc)
                     continue

@@ -25,7 +25,6 @@ from dspex_actors.cache import CacheActor, CacheClear, CacheConfig
 from dspex_actors.lm import LM, LMClient, LMCounters, RetryPolicy
 from dspex_actors.primitives import GetStats
 from dspex_actors.runtime._program import Runtime, run_in_program, run_many
-from supervisors._threads import shutdown_idle_threads
 
 if TYPE_CHECKING:  # ActorSystem.compile (compile jobs live in dspex_actors.optimize._compile)
     from collections.abc import Sequence
@@ -285,7 +284,7 @@ class ActorSystem:
                 _systems.remove(self)
         if self.root.is_alive():
             sv.stop(self.root, timeout=timeout)
-        shutdown_idle_threads()
+        sv.shutdown_idle_threads()
 
     def __enter__(self) -> ActorSystem:
         return self

@@ -19,6 +19,14 @@ import pytest
 import requests
 import responses
 
+from dspex_actors.lm import LM
+from dspex_actors.lm._http import (
+    Completion,
+    build_plan,
+    execute_plan,
+    make_session,
+    parse_retry_after,
+)
 from dspex_actors.primitives._errors import (
     AdapterParseError,
     CircuitOpen,
@@ -29,14 +37,6 @@ from dspex_actors.primitives._errors import (
     LMRateLimited,
     LMServerError,
     LMTimeout,
-)
-from dspex_actors.lm import LM
-from dspex_actors.lm._http import (
-    Completion,
-    build_plan,
-    execute_plan,
-    make_session,
-    parse_retry_after,
 )
 
 KEY = "sk-test-SECRET-0123456789"

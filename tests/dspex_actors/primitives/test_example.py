@@ -10,15 +10,15 @@ from __future__ import annotations
 import copy
 import json
 import pickle
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from dspex_actors.primitives._example import Completions, Example, Prediction
+from tests.paths import DSPY_FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "dspy"
+FIXTURES = DSPY_FIXTURES
 FACTS = json.loads((FIXTURES / "example_facts.json").read_text(encoding="utf-8"))
 
 

@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,8 +29,8 @@ from dspex_actors.testing._rule_server import (
     RuleBasedLMServer,
     main,
 )
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 Field = tuple[str, str]  # (name, type name as DSPy's get_annotation_name prints it)
 
 

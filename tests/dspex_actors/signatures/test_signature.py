@@ -11,7 +11,6 @@ import sys
 import textwrap
 import threading
 import typing
-from pathlib import Path
 from typing import Any, Literal, Optional
 
 import pytest
@@ -26,8 +25,9 @@ from dspex_actors.signatures._signature import (
     ensure_signature,
     make_signature,
 )
+from tests.paths import DSPY_FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "dspy"
+FIXTURES = DSPY_FIXTURES
 FACTS = json.loads((FIXTURES / "signature_facts.json").read_text(encoding="utf-8"))
 
 

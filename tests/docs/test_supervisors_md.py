@@ -11,15 +11,15 @@ from __future__ import annotations
 import re
 import threading
 import time
-from pathlib import Path
 
 import pykka
 import pytest
 import structlog
 
 import supervisors as sv
+from tests.paths import DOCS
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "supervisors.md"
+DOC = DOCS / "supervisors.md"
 _BLOCK = re.compile(r"^```python\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 THREAD_GRACE = 5.0
 """Seconds an example's actor threads get to end after the example returned."""

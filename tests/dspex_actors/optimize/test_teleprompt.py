@@ -17,12 +17,12 @@ import pytest
 
 import dspex_actors as dx
 from dspex_actors.optimize._evaluate import Evaluate
-from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, Fault, RuleBasedLMServer
 from dspex_actors.optimize._teleprompt import (
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
     LabeledFewShot,
 )
+from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, Fault, RuleBasedLMServer
 
 CAPITALS = [
     (key.removeprefix("capital of "), answer)

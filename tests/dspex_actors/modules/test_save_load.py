@@ -19,10 +19,11 @@ import pytest
 
 import dspex_actors as dx
 from dspex_actors.optimize._evaluate import Evaluate
-from dspex_actors.testing._rule_server import RuleBasedLMServer
 from dspex_actors.optimize._teleprompt import BootstrapFewShot
+from dspex_actors.testing._rule_server import RuleBasedLMServer
+from tests.paths import DSPY_FIXTURES
 
-SAVED = Path(__file__).parent / "fixtures" / "dspy" / "saved_programs"
+SAVED = DSPY_FIXTURES / "saved_programs"
 
 
 class Classify(dx.Signature):

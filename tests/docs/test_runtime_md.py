@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.test_docs_examples import extract_blocks
+from tests.docs.test_supervisors_md import extract_blocks
+from tests.paths import DOCS
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "runtime.md"
+DOC = DOCS / "runtime.md"
 BLOCKS = extract_blocks(DOC.read_text(encoding="utf-8"))
 
 

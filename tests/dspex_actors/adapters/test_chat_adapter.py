@@ -11,7 +11,6 @@ import json
 import math
 import textwrap
 import typing
-from pathlib import Path
 from typing import Any, Literal, Optional
 
 import pytest
@@ -22,8 +21,9 @@ from dspex_actors.primitives._errors import AdapterParseError, LMError
 from dspex_actors.primitives._example import Example
 from dspex_actors.signatures._fields import InputField, OutputField
 from dspex_actors.signatures._signature import Signature, make_signature
+from tests.paths import DSPY_FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "dspy"
+FIXTURES = DSPY_FIXTURES
 
 # Parse cases where this implementation knowingly differs from DSPy 3.4.1.
 # indented_header: DSPy slices the *unstripped* line at the offset of the match in the

@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import supervisors as sv
-from tests.sv_helpers import Events, Recorder, crash, spec, start_watcher, sync
+from tests.supervisors.helpers import Events, Recorder, crash, spec, start_watcher, sync
 
 
 def child(sup: Any, child_id: Any) -> Any:

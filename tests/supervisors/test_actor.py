@@ -9,7 +9,7 @@ import pykka
 import pytest
 
 import supervisors as sv
-from tests.sv_helpers import Events, Recorder, crash, start_watcher
+from tests.supervisors.helpers import Events, Recorder, crash, start_watcher
 
 
 class Echo(sv.Actor):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import supervisors as sv
-from tests.sv_helpers import Events, crash, spec, sync
+from tests.supervisors.helpers import Events, crash, spec, sync
 
 
 def test_format_tree_draws_ids_classes_state_and_restart_counts() -> None:

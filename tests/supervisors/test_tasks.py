@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import supervisors as sv
-from tests.sv_helpers import start_watcher
+from tests.supervisors.helpers import start_watcher
 
 
 @pytest.fixture

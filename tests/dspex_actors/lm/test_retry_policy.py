@@ -8,6 +8,7 @@ from typing import Any
 import pydantic
 import pytest
 
+from dspex_actors.lm._retry import RetryPolicy
 from dspex_actors.primitives._errors import (
     AdapterParseError,
     CircuitOpen,
@@ -18,7 +19,6 @@ from dspex_actors.primitives._errors import (
     LMServerError,
     LMTimeout,
 )
-from dspex_actors.lm._retry import RetryPolicy
 
 SERVER = LMServerError("boom", status=503)
 

@@ -23,12 +23,12 @@ from structlog.testing import capture_logs
 import dspex_actors as dx
 import supervisors as sv
 from dspex_actors.optimize._compile import MAX_METRIC_CRASHES, CheckpointError, JobCancelled
-from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, RuleBasedLMServer
 from dspex_actors.optimize._teleprompt import (
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
     CompileError,
 )
+from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, RuleBasedLMServer
 
 CAPITALS = [
     (key.removeprefix("capital of "), answer)

@@ -13,7 +13,7 @@ import pykka
 import pytest
 
 import supervisors as sv
-from tests.sv_helpers import Events, spec, sync
+from tests.supervisors.helpers import Events, spec, sync
 
 
 class Echo(sv.Actor):
