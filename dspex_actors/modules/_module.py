@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import stat
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -191,8 +193,16 @@ class Module:
             raise ProgramFileError(
                 f"saved predictors {sorted(theirs)} do not match this program's {sorted(mine)}"
             )
+        # Validate every predictor's state first, then apply them all: a file that
+        # fails anywhere leaves the program exactly as it was.
+        prepared = {}
         for name, predictor in mine.items():
-            predictor.load_state(theirs[name])
+            try:
+                prepared[name] = predictor.prepare_state(theirs[name])
+            except ProgramFileError as exc:
+                raise ProgramFileError(f"predictor {name!r}: {exc}") from exc
+        for name, predictor in mine.items():
+            predictor.apply_state(prepared[name])
         return self
 
     def save(self, path: str | Path) -> None:
@@ -206,9 +216,7 @@ class Module:
         if path.suffix != ".json":
             raise ProgramFileError(f"programs are saved as JSON; use a .json path, got {path}")
         state = self.dump_state()
-        state["metadata"] = {
-            "dependency_versions": {"dspex_actors": _version(), "dspy_compat": _DSPY_VERSION_COMPAT}
-        }
+        state["metadata"] = _metadata()
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         tmp.replace(path)
@@ -220,20 +228,15 @@ class Module:
             ProgramFileError: missing file, not JSON, or not matching this program.
         """
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ProgramFileError(f"cannot read {path}: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise ProgramFileError(
-                f"{path} is not a JSON text file (pickled programs are not loaded): {exc}"
-            ) from exc
+        text = _read_program_file(path)
         try:
             state = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ProgramFileError(
                 f"{path} is not JSON (pickled programs are not loaded): {exc}"
             ) from exc
+        except RecursionError:
+            raise ProgramFileError(f"{path}: JSON nested too deeply to be a program") from None
         if not isinstance(state, dict):
             raise ProgramFileError(f"{path}: expected a JSON object, got {type(state).__name__}")
         try:
@@ -298,7 +301,20 @@ class Predict(Module):
         }
 
     def load_state(self, state: Mapping[str, Any]) -> Self:
-        """Load demos and signature text from a DSPy-layout state dict."""
+        """Load demos and signature text from a DSPy-layout state dict.
+
+        Validated whole before anything changes: on :class:`ProgramFileError` this
+        predictor is exactly as it was.
+        """
+        self.apply_state(self.prepare_state(state))
+        return self
+
+    def prepare_state(self, state: Any) -> tuple[type[Signature], list[Example]]:
+        """Check a saved predictor state and build what :meth:`apply_state` sets (no change).
+
+        Raises:
+            ProgramFileError: the state does not have DSPy's per-predictor layout.
+        """
         if isinstance(state, Mapping) and "signature" not in state and "demos" not in state:
             keys = sorted(k for k in state if k != "metadata")
             raise ProgramFileError(
@@ -312,14 +328,24 @@ class Predict(Module):
         demos = state.get("demos", [])
         if not isinstance(demos, list) or not all(isinstance(d, Mapping) for d in demos):
             raise ProgramFileError("'demos' must be a list of objects")
+        signature = self.signature
         signature_state = state.get("signature")
         if signature_state is not None:
+            if not isinstance(signature_state, Mapping):
+                raise ProgramFileError("'signature' must be an object")
             try:
-                self.signature = self.signature.load_state(signature_state)
+                signature = signature.load_state(signature_state)
             except (SignatureError, KeyError, TypeError, ValueError) as exc:
                 raise ProgramFileError(f"bad signature state: {exc}") from exc
-        self.demos = [Example(**d) for d in demos]
-        return self
+        try:
+            examples = [Example(**{str(k): v for k, v in d.items()}) for d in demos]
+        except (TypeError, ValueError) as exc:
+            raise ProgramFileError(f"bad demo: {exc}") from exc
+        return signature, examples
+
+    def apply_state(self, prepared: tuple[type[Signature], list[Example]]) -> None:
+        """Set what :meth:`prepare_state` built (cannot fail)."""
+        self.signature, self.demos = prepared
 
 
 # ----------------------------------------------------------------- trace hook
@@ -405,6 +431,52 @@ def _jsonable(value: Any) -> Any:
             return value.model_dump()
         return str(value)
     return value
+
+
+#: Programs larger than this are not loaded (a saved program is a few KiB to a few MiB).
+MAX_PROGRAM_FILE_BYTES = 64 * 1024 * 1024
+
+
+def _read_program_file(path: Path) -> str:
+    """The text of a program file: a regular file (not a FIFO or device) under the size cap."""
+    try:
+        info = path.stat()  # follows symlinks: a link to /dev/zero is a device
+    except OSError as exc:
+        raise ProgramFileError(f"cannot read {path}: {exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise ProgramFileError(f"{path} is not a regular file")
+    if info.st_size > MAX_PROGRAM_FILE_BYTES:
+        raise ProgramFileError(
+            f"{path} is {info.st_size} bytes; programs over {MAX_PROGRAM_FILE_BYTES} are not loaded"
+        )
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_PROGRAM_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ProgramFileError(f"cannot read {path}: {exc}") from exc
+    if len(data) > MAX_PROGRAM_FILE_BYTES:
+        raise ProgramFileError(f"{path} grew past {MAX_PROGRAM_FILE_BYTES} bytes while read")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProgramFileError(
+            f"{path} is not a JSON text file (pickled programs are not loaded): {exc}"
+        ) from exc
+
+
+def _metadata() -> dict[str, Any]:
+    """A saved file's ``metadata``: DSPy's keys where DSPy reads them, ours beside them.
+
+    DSPy 3.4.1's ``load()`` looks up every key of ``dependency_versions`` in its own
+    table (python, dspy, cloudpickle), so only those keys may appear there.
+    """
+    return {
+        "dependency_versions": {
+            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "dspy": _DSPY_VERSION_COMPAT,
+        },
+        "dspex_actors": {"version": _version()},
+    }
 
 
 def _version() -> str:

@@ -9,6 +9,7 @@ files raise ``ProgramFileError`` and no credentials are ever written.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import uuid
 from collections.abc import Callable, Iterator
@@ -91,7 +92,10 @@ def test_our_save_writes_dspys_layout(name: str, tmp_path: Path) -> None:
     theirs = fixture_state(name)
     assert list(ours) == list(theirs)  # same predictor names in the same order, then metadata
     assert without_metadata(ours) == without_metadata(theirs)
-    assert set(ours["metadata"]) == {"dependency_versions"}
+    # DSPy's load() looks up each dependency_versions key in its own table: only its keys.
+    assert set(ours["metadata"]["dependency_versions"]) <= {"python", "dspy", "cloudpickle"}
+    assert ours["metadata"]["dependency_versions"]["dspy"] == "3.4.1"
+    assert set(ours["metadata"]) == {"dependency_versions", "dspex_actors"}
     predictors = [ours] if name == "predict" else [v for k, v in ours.items() if k != "metadata"]
     for state in predictors:
         assert [k for k in state if k != "metadata"] == [
@@ -193,3 +197,41 @@ def test_a_pickled_file_raises_program_file_error(tmp_path: Path) -> None:
 def test_a_multi_predictor_file_does_not_load_into_a_single_predict() -> None:
     with pytest.raises(dx.ProgramFileError):
         dx.Predict("question -> answer").load(SAVED / "rag_module.json")
+
+
+def test_a_failed_load_leaves_every_predictor_as_it_was(tmp_path: Path) -> None:
+    rag = BUILDERS["rag_module"]()
+    before = rag.dump_state()
+    state = fixture_state("rag_module")
+    state["generate.predict"]["demos"] = "bad"  # the second predictor's state is broken
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(state), encoding="utf-8")
+
+    with pytest.raises(dx.ProgramFileError, match=r"generate\.predict.*demos"):
+        rag.load(path)
+
+    assert rag.dump_state() == before  # the valid first predictor was not applied either
+
+
+def test_loading_a_link_to_a_device_is_refused_at_once(tmp_path: Path) -> None:
+    link = tmp_path / "zero.json"
+    link.symlink_to("/dev/zero")
+
+    with pytest.raises(dx.ProgramFileError, match="not a regular file"):
+        dx.Predict("question -> answer").load(link)
+
+
+def test_loading_a_fifo_does_not_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+
+    with pytest.raises(dx.ProgramFileError, match="not a regular file"):
+        dx.Predict("question -> answer").load(fifo)
+
+
+def test_a_deeply_nested_program_file_is_a_program_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+
+    with pytest.raises(dx.ProgramFileError, match="nested too deeply"):
+        dx.Predict("question -> answer").load(path)
