@@ -47,7 +47,7 @@ def main(out: Path) -> int:
         program = build()
         try:
             program.load(str(out / f"{name}.json"))
-        except Exception as exc:  # noqa: BLE001 - report any failure to load
+        except Exception as exc:  # report any failure to load
             failures.append(f"{name}.json: DSPy cannot load it: {type(exc).__name__}: {exc}")
             continue
         got = {
@@ -57,7 +57,7 @@ def main(out: Path) -> int:
             }
             for pname, p in program.named_predictors()
         }
-        got = json.loads(json.dumps(got, default=lambda v: dict(v)))
+        got = json.loads(json.dumps(got, default=dict))
         for pname, want in expected[name].items():
             if got.get(pname) != want:
                 failures.append(f"{name}.json [{pname}]: DSPy loaded {got.get(pname)}, want {want}")
