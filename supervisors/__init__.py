@@ -30,6 +30,7 @@ See ``docs/supervisors.md`` for the OTP-to-Python mapping.
 """
 
 from supervisors._actor import Actor, actor_of, spawn_options
+from supervisors._backoff import Backoff
 from supervisors._dynamic import DynamicSupervisor
 from supervisors._errors import (
     ActorDeadError,
@@ -80,6 +81,7 @@ __all__ = [
     "Actor",
     "ActorDeadError",
     "AlreadyStarted",
+    "Backoff",
     "ChildCounts",
     "ChildInfo",
     "ChildSpec",

@@ -54,7 +54,9 @@ def _copy_tree(tmp_path: Path) -> Path:
 def test_every_dspex_actors_subpackage_is_in_a_layer_contract() -> None:
     layers = next(c for c in _contracts() if c["type"] == "layers")
     named = {
-        part.strip() for layer in layers["layers"] for part in str(layer).split("|")  # type: ignore[attr-defined]
+        part.strip()
+        for layer in layers["layers"]
+        for part in str(layer).split("|")  # type: ignore[attr-defined]
     }
     standalone = {"testing"}  # its own contract: it imports nothing of ours
     subpackages = {
@@ -111,7 +113,11 @@ def _long_functions() -> list[str]:
                 if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                     continue
                 body = node.body
-                if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if (
+                    body
+                    and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                ):
                     body = body[1:]  # the docstring does not count
                 if not body:
                     continue
