@@ -48,6 +48,9 @@ class CacheActor(Actor):
         store = self._store
         assert store is not None
         if isinstance(message, CacheGet):
+            if not isinstance(message.key, str):  # a bad message is a miss, not a crash
+                logger.warning("cache_get_refused", key_type=type(message.key).__name__)
+                return None
             return store.get(message.key)
         if isinstance(message, CachePut):
             try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from dspex_actors.cache._file import FileTier
 
 __all__ = ["FORBIDDEN_KEY_PARAMS", "CacheConfig", "CacheStore", "cache_key"]
 
@@ -119,10 +120,12 @@ class CacheStore:
     stamps and ages file rows. Inject both for tests.
 
     Failure: ``put`` raises ``TypeError`` for values that are not plain JSON data
-    (tuples, non-str dict keys, NaN, objects); SQLite errors (disk full, file
-    locked past the busy timeout) propagate as :class:`sqlite3.Error` after the
-    memory tier was updated. A corrupt (non-JSON) row is treated as a miss and
-    deleted. Any use after :meth:`close` raises ``RuntimeError``.
+    (tuples, non-str dict keys, NaN, objects). The file tier fails soft
+    (:class:`~dspex_actors.cache._file.FileTier`): a storage error never raises
+    here; the memory tier keeps serving, a corrupt file is quarantined and the file
+    is retried later (``stats()["storage"]`` says ``"degraded"`` meanwhile). A
+    corrupt (non-JSON) row is a miss and is deleted. Any use after :meth:`close`
+    raises ``RuntimeError``.
     """
 
     def __init__(
@@ -140,44 +143,24 @@ class CacheStore:
         self._misses = 0
         self._evictions = 0
         self._closed = False
-        self._db: sqlite3.Connection | None = None
+        self._file: FileTier | None = None
         if self.config.path is not None:
-            self._db = self._open(Path(self.config.path).expanduser())
-
-    # -- SQLite ---------------------------------------------------------------
-
-    def _open(self, path: Path) -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(str(path), timeout=5.0, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS cache ("
-                "key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
+            self._file = FileTier(
+                Path(self.config.path).expanduser(), ttl=self.config.ttl, wall_clock=wall_clock
             )
-            if self.config.ttl is not None:
-                db.execute(
-                    "DELETE FROM cache WHERE created <= ?",
-                    (self._wall_clock() - self.config.ttl,),
-                )
-        except BaseException:
-            db.close()
-            raise
-        return db
+
+    # -- file tier ------------------------------------------------------------
 
     def _file_get(self, key: str) -> tuple[str, float] | None:
-        if self._db is None:
-            return None
-        row = self._db.execute("SELECT value, created FROM cache WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        return str(row[0]), float(row[1])
+        return self._file.get(key) if self._file is not None else None
 
     def _file_delete(self, key: str) -> bool:
-        if self._db is None:
-            return False
-        return self._db.execute("DELETE FROM cache WHERE key = ?", (key,)).rowcount > 0
+        return self._file.delete(key) if self._file is not None else False
+
+    @property
+    def storage_state(self) -> str:
+        """``"ok"``, ``"degraded"`` (file failing; memory serves), or ``"memory"`` (no file)."""
+        return self._file.state if self._file is not None else "memory"
 
     # -- helpers --------------------------------------------------------------
 
@@ -248,11 +231,8 @@ class CacheStore:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         ttl = self.config.ttl
         self._remember(key, text, None if ttl is None else self._clock() + ttl)
-        if self._db is not None:
-            self._db.execute(
-                "INSERT OR REPLACE INTO cache (key, value, created) VALUES (?, ?, ?)",
-                (key, text, self._wall_clock()),
-            )
+        if self._file is not None:
+            self._file.put(key, text)
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` from memory and file; True if it was present in either."""
@@ -266,8 +246,8 @@ class CacheStore:
         """Remove every entry from memory and file (counters are kept)."""
         self._check_open()
         self._memory.clear()
-        if self._db is not None:
-            self._db.execute("DELETE FROM cache")
+        if self._file is not None:
+            self._file.clear()
 
     def __len__(self) -> int:
         """Entries in the memory tier (expired ones included until met)."""
@@ -277,27 +257,30 @@ class CacheStore:
         """Whether ``key`` is in the memory tier (no TTL check, no file lookup)."""
         return key in self._memory
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         """``hits``, ``misses``, ``size`` (memory entries), ``evictions`` (memory LRU
-        evictions), and ``file_entries`` (rows in the file; 0 without one)."""
-        file_entries = 0
-        if self._db is not None and not self._closed:
-            file_entries = int(self._db.execute("SELECT COUNT(*) FROM cache").fetchone()[0])
-        return {
+        evictions), ``file_entries`` (rows in the file; 0 without one or while
+        degraded), ``storage`` (ok / degraded / memory) and, with a file,
+        ``storage_error``, ``storage_failures`` and ``quarantined``."""
+        file = self._file if not self._closed else None
+        out: dict[str, Any] = {
             "hits": self._hits,
             "misses": self._misses,
             "size": len(self._memory),
             "evictions": self._evictions,
-            "file_entries": file_entries,
+            "file_entries": file.count() if file is not None else 0,
+            "storage": self.storage_state,
         }
+        if file is not None:
+            out.update(file.stats())
+        return out
 
     def close(self) -> None:
         """Close the file (idempotent). The store cannot be used afterwards."""
         self._closed = True
         self._memory.clear()
-        if self._db is not None:
-            db, self._db = self._db, None
-            db.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self) -> CacheStore:
         return self

@@ -96,7 +96,14 @@ def test_put_then_get_and_miss() -> None:
     assert store.get("k") is None
     store.put("k", {"text": "4", "usage": {"total_tokens": 3}})
     assert store.get("k") == {"text": "4", "usage": {"total_tokens": 3}}
-    assert store.stats() == {"hits": 1, "misses": 1, "size": 1, "evictions": 0, "file_entries": 0}
+    assert store.stats() == {
+        "hits": 1,
+        "misses": 1,
+        "size": 1,
+        "evictions": 0,
+        "file_entries": 0,
+        "storage": "memory",
+    }
 
 
 def test_get_returns_a_fresh_copy_each_time() -> None:
