@@ -165,19 +165,79 @@ def _redact(stats: dict[str, Any]) -> dict[str, Any]:
     return stats
 
 
+_DESCRIPTION = """\
+Run LM programs on OTP-style supervision: a guided demo, or the rule-based test server.
+
+  dspex-actors demo                 tour a live system against the built-in rule server
+  dspex-actors demo --api-base URL --model openai/NAME
+                                    the same tour against any OpenAI-compatible server
+                                    (the key is read from OPENAI_API_KEY, never from argv)
+  dspex-actors serve-rules --port 8000
+                                    serve the rule-based OpenAI-compatible LM on 127.0.0.1
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dspex-actors",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="run the guided demo (default: against the built-in rule server)",
+        description="Start a supervised system, run Predict and ChainOfThought, show a "
+        "cache hit, inject faults and show the recovery, crash the LM client and show "
+        "its supervisor restart it, then print the tree and the statistics.",
+    )
+    demo.add_argument(
+        "--api-base",
+        default=os.environ.get("DSPEX_API_BASE"),
+        metavar="URL",
+        help="an OpenAI-compatible base URL such as http://127.0.0.1:8000/v1 "
+        "(default: $DSPEX_API_BASE, else start the built-in rule server; "
+        "fault injection needs the rule server)",
+    )
+    demo.add_argument(
+        "--model",
+        default=os.environ.get("DSPEX_MODEL"),
+        metavar="PROVIDER/NAME",
+        help="the model to ask, e.g. openai/gpt-4o-mini (default: $DSPEX_MODEL, "
+        "else the rule server's model)",
+    )
+    demo.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="added latency of the built-in rule server per request (default 0)",
+    )
+    server = commands.add_parser(
+        "serve-rules",
+        help="run the rule-based OpenAI-compatible server alone (for tests and trials)",
+        description="Serve the rule-based LM (answers by rules, not by a model) on "
+        "127.0.0.1 until interrupted; prints its base URL.",
+    )
+    server.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="TCP port on 127.0.0.1 (default 8000; 0 picks a free one)",
+    )
+    server.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="added latency per request (default 0)",
+    )
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dspex-actors`` command."""
-    parser = argparse.ArgumentParser(prog="dspex-actors", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the guided demo (default: built-in rule server)")
-    demo.add_argument("--api-base", default=os.environ.get("DSPEX_API_BASE"))
-    demo.add_argument("--model", default=os.environ.get("DSPEX_MODEL"))
-    demo.add_argument(
-        "--latency", type=float, default=0.0, help="rule server latency in seconds (default 0)"
-    )
-    server = commands.add_parser("serve-rules", help="run the rule-based server alone")
-    server.add_argument("--port", type=int, default=8000)
-    server.add_argument("--latency", type=float, default=0.0)
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
         return run_demo(
