@@ -23,12 +23,8 @@ from typing import Any
 import pytest
 import requests
 
-from dspex_actors.testing._rule_server import (
-    DEFAULT_MODEL,
-    Fault,
-    RuleBasedLMServer,
-    main,
-)
+from dspex_actors.testing import DEFAULT_MODEL, Fault, RuleBasedLMServer
+from dspex_actors.testing._cli import main
 from tests.paths import ROOT
 
 Field = tuple[str, str]  # (name, type name as DSPy's get_annotation_name prints it)
@@ -780,12 +776,13 @@ def _free_port() -> int:
         return port
 
 
-def test_module_runs_standalone_and_stops_on_ctrl_c() -> None:
+@pytest.mark.parametrize("module", ["dspex_actors.testing", "dspex_actors.testing._rule_server"])
+def test_module_runs_standalone_and_stops_on_ctrl_c(module: str) -> None:
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "dspex_actors.testing._rule_server",
+            module,
             "--port",
             "0",
             "--latency",
@@ -807,6 +804,8 @@ def test_module_runs_standalone_and_stops_on_ctrl_c() -> None:
         assert requests.get(url + "/health", timeout=5).json()["rule_based"] is True
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+        assert proc.stderr is not None
+        assert proc.stderr.read() == "stopped\n"  # and no warning about the module path
     finally:
         if proc.poll() is None:
             proc.kill()
