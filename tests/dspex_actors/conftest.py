@@ -20,6 +20,7 @@ the systems down, then stops the servers.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -35,16 +36,12 @@ _names = itertools.count(1)
 
 @pytest.fixture
 def make_lm_server() -> Iterator[ServerFactory]:
-    servers: list[RuleBasedLMServer] = []
+    with contextlib.ExitStack() as servers:
 
-    def make(**options: Any) -> RuleBasedLMServer:
-        server = RuleBasedLMServer(**options).start()
-        servers.append(server)
-        return server
+        def make(**options: Any) -> RuleBasedLMServer:
+            return servers.enter_context(RuleBasedLMServer(**options))
 
-    yield make
-    for server in reversed(servers):
-        server.stop()
+        yield make
 
 
 @pytest.fixture
@@ -64,28 +61,25 @@ def start_system(
     make_lm_server: ServerFactory,
     system_options: dict[str, Any],
 ) -> Iterator[SystemFactory]:
-    systems: list[dx.ActorSystem] = []
+    # Depending on make_lm_server makes the servers outlive the systems at teardown.
+    with contextlib.ExitStack() as systems:
 
-    def start(
-        server: RuleBasedLMServer | None = None,
-        *,
-        api_key: str = API_KEY,
-        lm_options: Mapping[str, Any] | None = None,
-        **start_options: Any,
-    ) -> dx.ActorSystem:
-        if server is None:
-            server = request.getfixturevalue("lm_server")
-            assert isinstance(server, RuleBasedLMServer)
-        lm = dx.LM(MODEL, api_base=server.api_base, api_key=api_key, **(lm_options or {}))
-        options = {"configure_logs": False, **system_options, **start_options}
-        options.setdefault("name", f"test-{next(_names)}")
-        system = dx.start(lm=lm, **options)
-        systems.append(system)
-        return system
+        def start(
+            server: RuleBasedLMServer | None = None,
+            *,
+            api_key: str = API_KEY,
+            lm_options: Mapping[str, Any] | None = None,
+            **start_options: Any,
+        ) -> dx.ActorSystem:
+            if server is None:
+                server = request.getfixturevalue("lm_server")
+                assert isinstance(server, RuleBasedLMServer)
+            lm = dx.LM(MODEL, api_base=server.api_base, api_key=api_key, **(lm_options or {}))
+            options = {"configure_logs": False, **system_options, **start_options}
+            options.setdefault("name", f"test-{next(_names)}")
+            return systems.enter_context(dx.start(lm=lm, **options))
 
-    yield start
-    for system in reversed(systems):
-        system.shutdown()
+        yield start
 
 
 @pytest.fixture
