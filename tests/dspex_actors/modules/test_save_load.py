@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +20,8 @@ import pytest
 import dspex_actors as dx
 from dspex_actors.optimize._evaluate import Evaluate
 from dspex_actors.optimize._teleprompt import BootstrapFewShot
-from dspex_actors.testing._rule_server import RuleBasedLMServer
+from dspex_actors.testing import RuleBasedLMServer
+from tests.dspex_actors.fixture_types import SystemFactory
 from tests.paths import DSPY_FIXTURES
 
 SAVED = DSPY_FIXTURES / "saved_programs"
@@ -114,12 +114,6 @@ def test_our_save_writes_dspys_layout(name: str, tmp_path: Path) -> None:
 # -------------------------------------------------------------- compiled programs
 
 
-@pytest.fixture
-def server() -> Iterator[RuleBasedLMServer]:
-    with RuleBasedLMServer() as running:
-        yield running
-
-
 def exact(example: dx.Example, prediction: Any, trace: Any = None) -> bool:
     return bool(prediction.answer == example.answer)
 
@@ -133,11 +127,10 @@ def capitals() -> list[dx.Example]:
 
 
 def test_a_compiled_program_round_trips_without_credentials(
-    server: RuleBasedLMServer, tmp_path: Path
+    start_system: SystemFactory, lm_server: RuleBasedLMServer, tmp_path: Path
 ) -> None:
     secret = "sk-secret-0123456789"
-    lm = dx.LM("openai/rule-based", api_base=server.api_base, api_key=secret)
-    with dx.start(lm=lm, name=f"sl-{uuid.uuid4().hex[:8]}", cache=False) as system:
+    with start_system(api_key=secret, cache=False) as system:
         compiled = BootstrapFewShot(metric=exact, max_bootstrapped_demos=2).compile(
             dx.Predict("question -> answer"), trainset=capitals(), system=system
         )
@@ -149,7 +142,7 @@ def test_a_compiled_program_round_trips_without_credentials(
 
     text = path.read_text(encoding="utf-8")
     assert secret not in text and "sk-" not in text
-    assert server.api_base not in text and str(server.port) not in text
+    assert lm_server.api_base not in text and str(lm_server.port) not in text
     assert json.loads(text)["lm"] is None
     assert loaded.dump_state() == compiled.dump_state()
     assert [d.get("augmented") for d in loaded.demos] == [True, True, None, None]

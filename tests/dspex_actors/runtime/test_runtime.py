@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,35 +11,13 @@ from structlog.testing import capture_logs
 
 import dspex_actors as dx
 import supervisors as sv
-
-_names = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[dx.RuleBasedLMServer]:
-    srv = dx.RuleBasedLMServer().start()
-    yield srv
-    srv.stop()
+from tests.dspex_actors.fixture_types import SystemFactory
 
 
 @pytest.fixture
-def lm_server(server: dx.RuleBasedLMServer) -> dx.RuleBasedLMServer:
-    server.clear_faults()
-    server.reset_stats()
-    server.latency = 0.0
-    return server
-
-
-def make_system(server: dx.RuleBasedLMServer, **kw: Any) -> dx.ActorSystem:
-    lm_kw = kw.pop("lm_kw", {})
-    retry = kw.pop("retry", dx.RetryPolicy(base_delay=0.01, max_delay=0.05, deadline=10.0))
-    return dx.start(
-        lm=dx.LM("openai/rule-based", api_base=server.api_base, api_key="sk-SECRET-KEY", **lm_kw),
-        retry=retry,
-        name=f"t{next(_names)}",
-        configure_logs=False,
-        **kw,
-    )
+def system_options() -> dict[str, Any]:
+    """Retries here back off in milliseconds, within a 10 s deadline."""
+    return {"retry": dx.RetryPolicy(base_delay=0.01, max_delay=0.05, deadline=10.0)}
 
 
 class QA(dx.Signature):
@@ -51,16 +27,20 @@ class QA(dx.Signature):
     answer: str = dx.OutputField(desc="often between 1 and 5 words")
 
 
-def test_predict_returns_a_prediction_from_the_lm(lm_server: dx.RuleBasedLMServer) -> None:
-    with make_system(lm_server):
+def test_predict_returns_a_prediction_from_the_lm(
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
+) -> None:
+    with start_system():
         pred = dx.Predict(QA)(question="What is the capital of France?")
     assert isinstance(pred, dx.Prediction)
     assert "Paris" in pred.answer
     assert lm_server.request_count == 1
 
 
-def test_chain_of_thought_adds_reasoning(lm_server: dx.RuleBasedLMServer) -> None:
-    with make_system(lm_server):
+def test_chain_of_thought_adds_reasoning(
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
+) -> None:
+    with start_system():
         pred = dx.ChainOfThought("question -> answer")(question="What is 17 + 25?")
     assert "42" in pred.answer
     assert pred.reasoning
@@ -68,8 +48,8 @@ def test_chain_of_thought_adds_reasoning(lm_server: dx.RuleBasedLMServer) -> Non
     assert "`reasoning`" in prompt
 
 
-def test_outputs_are_converted_to_their_annotated_types(lm_server: dx.RuleBasedLMServer) -> None:
-    with make_system(lm_server):
+def test_outputs_are_converted_to_their_annotated_types(start_system: SystemFactory) -> None:
+    with start_system():
         pred = dx.Predict("question -> total: int, words: list[str], ok: bool")(
             question="What is 2 + 3?"
         )
@@ -78,8 +58,10 @@ def test_outputs_are_converted_to_their_annotated_types(lm_server: dx.RuleBasedL
     assert isinstance(pred.ok, bool)
 
 
-def test_missing_or_unknown_inputs_fail_before_any_io(lm_server: dx.RuleBasedLMServer) -> None:
-    with make_system(lm_server):
+def test_missing_or_unknown_inputs_fail_before_any_io(
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
+) -> None:
+    with start_system():
         qa = dx.Predict(QA)
         with pytest.raises(dx.SignatureError, match="question"):
             qa()
@@ -101,9 +83,9 @@ def test_calling_a_module_without_a_system_says_what_to_do() -> None:
 
 
 def test_second_identical_call_is_served_by_the_cache_with_a_fresh_copy(
-    lm_server: dx.RuleBasedLMServer,
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
 ) -> None:
-    with make_system(lm_server) as system:
+    with start_system() as system:
         qa = dx.Predict("question -> words: list[str]")
         first = qa(question="What is the capital of France?")
         first.words.append("MUTATED")
@@ -114,10 +96,10 @@ def test_second_identical_call_is_served_by_the_cache_with_a_fresh_copy(
 
 
 def test_cache_file_survives_a_cache_actor_crash(
-    lm_server: dx.RuleBasedLMServer, tmp_path: Any
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer, tmp_path: Any
 ) -> None:
     config = dx.CacheConfig(path=tmp_path / "cache.sqlite3")
-    with make_system(lm_server, cache=config) as system:
+    with start_system(cache=config) as system:
         qa = dx.Predict(QA)
         qa(question="What is the capital of Japan?")
         system.stats()  # the put is a tell: let the cache handle it before the crash
@@ -130,18 +112,18 @@ def test_cache_file_survives_a_cache_actor_crash(
         assert stats["hits"] == 1
 
 
-def test_a_dead_cache_is_a_miss_not_a_failure(lm_server: dx.RuleBasedLMServer) -> None:
-    with make_system(lm_server) as system:
+def test_a_dead_cache_is_a_miss_not_a_failure(start_system: SystemFactory) -> None:
+    with start_system() as system:
         sv.terminate_child(system.root, "cache")
         pred = dx.Predict(QA)(question="What is the capital of Italy?")
         assert "Rome" in pred.answer
 
 
 def test_retryable_faults_are_retried_and_the_lm_client_never_restarts(
-    lm_server: dx.RuleBasedLMServer,
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
 ) -> None:
     retry = dx.RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.01, deadline=10)
-    with make_system(lm_server, retry=retry) as system:
+    with start_system(retry=retry) as system:
         lm_server.inject("500", dx.Fault("429", retry_after=0.01), "drop", "garbage", "503")
         with capture_logs() as logs:
             pred = dx.Predict(QA)(question="What is the capital of Spain?")
@@ -157,8 +139,10 @@ def test_retryable_faults_are_retried_and_the_lm_client_never_restarts(
         assert stats["errors"] == 5 and stats["ok"] == 1
 
 
-def test_a_bad_request_is_not_retried(lm_server: dx.RuleBasedLMServer) -> None:
-    with make_system(lm_server):
+def test_a_bad_request_is_not_retried(
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
+) -> None:
+    with start_system():
         lm_server.inject("400")
         with pytest.raises(dx.LMBadRequest) as info:
             dx.Predict(QA)(question="What is the capital of Peru?")
@@ -167,10 +151,10 @@ def test_a_bad_request_is_not_retried(lm_server: dx.RuleBasedLMServer) -> None:
 
 
 def test_retries_stop_at_max_attempts_with_the_last_typed_error(
-    lm_server: dx.RuleBasedLMServer,
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
 ) -> None:
     retry = dx.RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002, deadline=10)
-    with make_system(lm_server, retry=retry):
+    with start_system(retry=retry):
         lm_server.inject("500", "500", "500", "500")
         with pytest.raises(dx.LMServerError) as info:
             dx.Predict(QA)(question="What is the capital of Chile?")
@@ -178,10 +162,12 @@ def test_retries_stop_at_max_attempts_with_the_last_typed_error(
     assert lm_server.request_count == 3
 
 
-def test_open_circuit_fails_fast_without_io(lm_server: dx.RuleBasedLMServer) -> None:
+def test_open_circuit_fails_fast_without_io(
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
+) -> None:
     retry = dx.RetryPolicy(max_attempts=1, deadline=10)
     lm_kw = {"breaker_threshold": 2, "breaker_cooldown": 60.0}
-    with make_system(lm_server, retry=retry, lm_kw=lm_kw, cache=False):
+    with start_system(retry=retry, lm_options=lm_kw, cache=False):
         qa = dx.Predict(QA)
         lm_server.inject("500", "500")
         for _ in range(2):
@@ -194,10 +180,10 @@ def test_open_circuit_fails_fast_without_io(lm_server: dx.RuleBasedLMServer) -> 
 
 
 def test_a_hung_server_ends_in_deadline_exceeded_and_leaves_no_worker(
-    lm_server: dx.RuleBasedLMServer,
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
 ) -> None:
     retry = dx.RetryPolicy(max_attempts=4, base_delay=0.01, deadline=0.3)
-    with make_system(lm_server, retry=retry) as system:
+    with start_system(retry=retry) as system:
         lm_server.inject(dx.Fault("hang", hang_seconds=5))
         with pytest.raises(dx.DeadlineExceeded):
             dx.Predict(QA)(question="What is the capital of Egypt?")
@@ -205,9 +191,9 @@ def test_a_hung_server_ends_in_deadline_exceeded_and_leaves_no_worker(
 
 
 def test_unparsable_output_falls_back_to_json_then_reports_the_raw_text(
-    lm_server: dx.RuleBasedLMServer,
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
 ) -> None:
-    with make_system(lm_server, cache=False):
+    with start_system(cache=False):
         qa = dx.Predict(QA)
         lm_server.inject("bad_format")
         pred = qa(question="What is the capital of Canada?")  # JSON fallback succeeds
@@ -229,8 +215,10 @@ class RAG(dx.Module):
         return self.answer(context=[query], question=question)
 
 
-def test_a_composed_module_runs_in_one_program_actor(lm_server: dx.RuleBasedLMServer) -> None:
-    with make_system(lm_server), capture_logs() as logs:
+def test_a_composed_module_runs_in_one_program_actor(
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
+) -> None:
+    with start_system(), capture_logs() as logs:
         pred = RAG()(question="What is the capital of France?")
     assert pred.answer
     stops = [e for e in logs if e["event"] == "request.stop"]
@@ -240,8 +228,8 @@ def test_a_composed_module_runs_in_one_program_actor(lm_server: dx.RuleBasedLMSe
     assert [name for name, _ in RAG().named_predictors()] == ["rewrite", "answer.predict"]
 
 
-def test_batch_keeps_input_order(lm_server: dx.RuleBasedLMServer) -> None:
-    with make_system(lm_server):
+def test_batch_keeps_input_order(start_system: SystemFactory) -> None:
+    with start_system():
         qa = dx.Predict("question -> answer")
         inputs = [{"question": f"What is {n} + 1?"} for n in range(40)]
         results = qa.batch(inputs, max_concurrency=8)
@@ -249,9 +237,9 @@ def test_batch_keeps_input_order(lm_server: dx.RuleBasedLMServer) -> None:
 
 
 def test_batch_reports_failures_without_losing_the_successes(
-    lm_server: dx.RuleBasedLMServer,
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
 ) -> None:
-    with make_system(lm_server, cache=False):
+    with start_system(cache=False):
         qa = dx.Predict(QA)
         lm_server.inject("400")
         with pytest.raises(dx.BatchError) as info:
@@ -263,10 +251,10 @@ def test_batch_reports_failures_without_losing_the_successes(
 
 
 def test_the_api_key_never_appears_in_logs_tree_stats_or_cache(
-    lm_server: dx.RuleBasedLMServer, tmp_path: Any
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer, tmp_path: Any
 ) -> None:
     config = dx.CacheConfig(path=tmp_path / "c.sqlite3")
-    with capture_logs() as logs, make_system(lm_server, cache=config) as system:
+    with capture_logs() as logs, start_system(api_key="sk-SECRET-KEY", cache=config) as system:
         lm_server.inject("500")
         dx.Predict(QA)(question="What is the capital of Norway?")
         text = repr(logs) + repr(system.tree()) + repr(system.stats()) + repr(system.lms)
@@ -274,10 +262,8 @@ def test_the_api_key_never_appears_in_logs_tree_stats_or_cache(
     assert "SECRET" not in text
 
 
-def test_the_lm_client_is_restarted_and_callers_keep_working(
-    lm_server: dx.RuleBasedLMServer,
-) -> None:
-    with make_system(lm_server) as system:
+def test_the_lm_client_is_restarted_and_callers_keep_working(start_system: SystemFactory) -> None:
+    with start_system() as system:
         qa = dx.Predict(QA)
         qa(question="What is the capital of France?")
         system.stats()  # outcomes are tells: let the client count the first call
@@ -289,8 +275,10 @@ def test_the_lm_client_is_restarted_and_callers_keep_working(
         assert stats["ok"] == 2  # counters survive the restart
 
 
-def test_tree_shows_a_program_waiting_on_its_worker(lm_server: dx.RuleBasedLMServer) -> None:
-    with make_system(lm_server) as system:
+def test_tree_shows_a_program_waiting_on_its_worker(
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
+) -> None:
+    with start_system() as system:
         lm_server.inject(dx.Fault("hang", hang_seconds=5))
         entered = threading.Event()
         failure: list[BaseException] = []
@@ -324,9 +312,9 @@ def test_tree_shows_a_program_waiting_on_its_worker(lm_server: dx.RuleBasedLMSer
         assert programs is not None
 
 
-def test_shutdown_leaves_no_thread_running(lm_server: dx.RuleBasedLMServer) -> None:
+def test_shutdown_leaves_no_thread_running(start_system: SystemFactory) -> None:
     before = {t for t in threading.enumerate() if t.name.startswith("sv:")}
-    system = make_system(lm_server)
+    system = start_system()
     dx.Predict(QA).batch([{"question": f"What is {n} * 3?"} for n in range(20)], max_concurrency=4)
     system.shutdown()
     left = {t for t in threading.enumerate() if t.name.startswith(("sv:", "dspex:"))} - before
@@ -334,10 +322,10 @@ def test_shutdown_leaves_no_thread_running(lm_server: dx.RuleBasedLMServer) -> N
 
 
 def test_current_system_is_the_last_started_and_shutdown_is_idempotent(
-    lm_server: dx.RuleBasedLMServer,
+    start_system: SystemFactory,
 ) -> None:
-    first = make_system(lm_server)
-    second = make_system(lm_server)
+    first = start_system()
+    second = start_system()
     assert dx.current_system() is second
     second.shutdown()
     second.shutdown()
@@ -347,9 +335,11 @@ def test_current_system_is_the_last_started_and_shutdown_is_idempotent(
         dx.current_system()
 
 
-def test_programs_follow_their_supervisor_when_it_dies(lm_server: dx.RuleBasedLMServer) -> None:
+def test_programs_follow_their_supervisor_when_it_dies(
+    start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
+) -> None:
     retry = dx.RetryPolicy(deadline=20.0)
-    with make_system(lm_server, retry=retry) as system:
+    with start_system(retry=retry) as system:
         lm_server.inject(dx.Fault("hang", hang_seconds=10))
         outcome: list[BaseException] = []
 

@@ -9,16 +9,18 @@ from typing import Any
 
 import dspex_actors as dx
 import supervisors as sv
+from tests.dspex_actors.fixture_types import SystemFactory
 
 REQUESTS = 500
 CALLERS = 16
 DEADLINE = 5.0
 
 
-def test_500_requests_with_30_percent_faults_end_correctly_and_nothing_leaks() -> None:
+def test_500_requests_with_30_percent_faults_end_correctly_and_nothing_leaks(
+    lm_server: dx.RuleBasedLMServer, start_system: SystemFactory
+) -> None:
     before = {t for t in threading.enumerate() if t.is_alive()}
-    server = dx.RuleBasedLMServer().start()
-    server.set_fault_rates(
+    lm_server.set_fault_rates(
         {"500": 0.08, "429": 0.06, "drop": 0.05, "garbage": 0.04, "hang": 0.03, "400": 0.04},
         seed=7,
         templates={
@@ -26,20 +28,13 @@ def test_500_requests_with_30_percent_faults_end_correctly_and_nothing_leaks() -
             "hang": dx.Fault("hang", hang_seconds=3),
         },
     )
-    system = dx.start(
+    system = start_system(
         # The breaker would rightly open on a run of 5 failures (likely at a 30% fault
         # rate) and fail the rest fast; it has its own tests, here it stays closed.
-        lm=dx.LM(
-            "openai/rule-based",
-            api_base=server.api_base,
-            api_key="sk-x",
-            timeout=0.25,
-            breaker_threshold=50,
-        ),
+        lm_options={"timeout": 0.25, "breaker_threshold": 50},
         retry=dx.RetryPolicy(max_attempts=5, base_delay=0.005, max_delay=0.05, deadline=DEADLINE),
         cache=False,
         name="chaos",
-        configure_logs=False,
     )
     qa = dx.Predict("question -> answer")
     outcomes: list[Any] = [None] * REQUESTS
@@ -72,7 +67,7 @@ def test_500_requests_with_30_percent_faults_end_correctly_and_nothing_leaks() -
         assert stats["errors"] > REQUESTS * 0.15  # the faults really happened
     finally:
         system.shutdown()
-        server.stop()
+        lm_server.stop()
     left = {t for t in threading.enumerate() if t.is_alive()} - before
     # Hung server handlers are woken by stop(); nothing of ours may remain.
     assert {t.name for t in left if t.name.startswith(("sv:", "dspex:"))} == set()

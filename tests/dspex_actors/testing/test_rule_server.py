@@ -23,12 +23,9 @@ from typing import Any
 import pytest
 import requests
 
-from dspex_actors.testing._rule_server import (
-    DEFAULT_MODEL,
-    Fault,
-    RuleBasedLMServer,
-    main,
-)
+from dspex_actors.testing import DEFAULT_MODEL, Fault, RuleBasedLMServer
+from dspex_actors.testing._cli import main
+from tests.dspex_actors.fixture_types import ServerFactory
 from tests.paths import ROOT
 
 Field = tuple[str, str]  # (name, type name as DSPy's get_annotation_name prints it)
@@ -186,15 +183,6 @@ def parse_value(text: str) -> Any:
 
 
 @pytest.fixture
-def server() -> Iterator[RuleBasedLMServer]:
-    srv = RuleBasedLMServer().start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
 def session() -> Iterator[requests.Session]:
     with requests.Session() as s:
         yield s
@@ -229,9 +217,9 @@ def ask(
 
 
 def test_chat_adapter_prompt_without_demos_gets_verbose_answer_and_completed_marker(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
-    resp = post(session, server, chat_messages("What is the capital of France?"))
+    resp = post(session, lm_server, chat_messages("What is the capital of France?"))
     assert resp.status_code == 200
     assert resp.headers["x-dspex-rule-based"] == "true"
     assert resp.headers["Content-Type"] == "application/json"
@@ -267,40 +255,40 @@ def test_chat_adapter_prompt_without_demos_gets_verbose_answer_and_completed_mar
     ],
 )
 def test_answer_rules_knowledge_then_arithmetic_then_last_word(
-    server: RuleBasedLMServer, session: requests.Session, question: str, bare: str
+    lm_server: RuleBasedLMServer, session: requests.Session, question: str, bare: str
 ) -> None:
-    fields = parse_chat(ask(session, server, chat_messages(question)))
+    fields = parse_chat(ask(session, lm_server, chat_messages(question)))
     assert fields["answer"] == f"The answer is {bare}."
 
 
 def test_custom_knowledge_extends_and_overrides_the_default_table(
-    session: requests.Session,
+    make_lm_server: ServerFactory, session: requests.Session
 ) -> None:
     kb = {"capital of France": "Lutetia", "best actor framework": "pykka"}
-    with RuleBasedLMServer(knowledge=kb) as srv:
-        assert parse_chat(ask(session, srv, chat_messages("The capital of France?")))["answer"] == (
-            "The answer is Lutetia."
-        )
-        got = parse_chat(ask(session, srv, chat_messages("Name the best actor framework")))
-        assert got["answer"] == "The answer is pykka."
-        got = parse_chat(ask(session, srv, chat_messages("What is the capital of Japan?")))
-        assert got["answer"] == "The answer is Tokyo."
+    srv = make_lm_server(knowledge=kb)
+    assert parse_chat(ask(session, srv, chat_messages("The capital of France?")))["answer"] == (
+        "The answer is Lutetia."
+    )
+    got = parse_chat(ask(session, srv, chat_messages("Name the best actor framework")))
+    assert got["answer"] == "The answer is pykka."
+    got = parse_chat(ask(session, srv, chat_messages("What is the capital of Japan?")))
+    assert got["answer"] == "The answer is Tokyo."
 
 
 def test_same_prompt_gives_the_same_completion(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
     messages = chat_messages("What is 12 * 12?", outputs=[("reasoning", "str"), ("answer", "str")])
-    first = ask(session, server, messages)
-    assert all(ask(session, server, messages) == first for _ in range(5))
+    first = ask(session, lm_server, messages)
+    assert all(ask(session, lm_server, messages) == first for _ in range(5))
 
 
 def test_chain_of_thought_gets_reasoning_sentence_before_answer(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
     content = ask(
         session,
-        server,
+        lm_server,
         chat_messages(
             "What is the capital of Italy?", outputs=[("reasoning", "str"), ("answer", "str")]
         ),
@@ -313,7 +301,7 @@ def test_chain_of_thought_gets_reasoning_sentence_before_answer(
 
 
 def test_typed_output_fields_produce_values_that_parse(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
     outputs: list[Field] = [
         ("total", "int"),
@@ -323,7 +311,7 @@ def test_typed_output_fields_produce_values_that_parse(
         ("sentiment", "Literal['positive', 'negative']"),
     ]
     fields = parse_chat(
-        ask(session, server, chat_messages("Is 17 + 25 a negative number?", outputs=outputs))
+        ask(session, lm_server, chat_messages("Is 17 + 25 a negative number?", outputs=outputs))
     )
     assert parse_value(fields["total"]) == 42
     assert isinstance(parse_value(fields["confidence"]), float)
@@ -336,24 +324,26 @@ def test_typed_output_fields_produce_values_that_parse(
 
 
 def test_output_fields_are_read_from_the_request_sentence_without_a_system_message(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
     user = chat_user({"question": "What is 2 + 3?"}, [("answer", "int")])
-    fields = parse_chat(ask(session, server, [{"role": "user", "content": user}]))
+    fields = parse_chat(ask(session, lm_server, [{"role": "user", "content": user}]))
     assert parse_value(fields["answer"]) == 5
 
 
 def test_plain_chat_prompt_gets_a_plain_verbose_answer(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
-    content = ask(session, server, [{"role": "user", "content": "What is the capital of Germany?"}])
+    content = ask(
+        session, lm_server, [{"role": "user", "content": "What is the capital of Germany?"}]
+    )
     assert content == "The answer is Berlin."
 
 
 def test_n_returns_n_identical_choices_and_usage_counts_them(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
-    data = post(session, server, chat_messages("What is 1 + 1?"), n=3).json()
+    data = post(session, lm_server, chat_messages("What is 1 + 1?"), n=3).json()
     assert [c["index"] for c in data["choices"]] == [0, 1, 2]
     assert len({c["message"]["content"] for c in data["choices"]}) == 1
     one = len(data["choices"][0]["message"]["content"].split())
@@ -361,10 +351,10 @@ def test_n_returns_n_identical_choices_and_usage_counts_them(
 
 
 def test_max_tokens_cuts_the_completion_with_finish_reason_length(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
     data = post(
-        session, server, chat_messages("What is the capital of Spain?"), max_tokens=4
+        session, lm_server, chat_messages("What is the capital of Spain?"), max_tokens=4
     ).json()
     choice = data["choices"][0]
     assert choice["finish_reason"] == "length"
@@ -392,24 +382,26 @@ def test_max_tokens_cuts_the_completion_with_finish_reason_length(
     ids=["no-demos", "lowercase-demos", "uppercase-demos", "as-is-demos", "long-demos"],
 )
 def test_demos_with_short_answers_make_the_answer_bare_in_the_demos_case(
-    server: RuleBasedLMServer,
+    lm_server: RuleBasedLMServer,
     session: requests.Session,
     demos: list[tuple[str, str]],
     expected: str,
 ) -> None:
-    content = ask(session, server, chat_messages("What is the capital of France?", demos=demos))
+    content = ask(session, lm_server, chat_messages("What is the capital of France?", demos=demos))
     assert parse_chat(content)["answer"] == expected
     assert content.endswith("[[ ## completed ## ]]")
 
 
-def test_follow_demos_false_keeps_the_verbose_answer(session: requests.Session) -> None:
+def test_follow_demos_false_keeps_the_verbose_answer(
+    make_lm_server: ServerFactory, session: requests.Session
+) -> None:
     demos = [("What is the capital of Italy?", "rome")]
-    with RuleBasedLMServer(follow_demos=False) as srv:
-        fields = parse_chat(ask(session, srv, chat_messages("Capital of France?", demos=demos)))
-        assert fields["answer"] == "The answer is Paris."
-        srv.follow_demos = True
-        fields = parse_chat(ask(session, srv, chat_messages("Capital of France?", demos=demos)))
-        assert fields["answer"] == "paris"
+    srv = make_lm_server(follow_demos=False)
+    fields = parse_chat(ask(session, srv, chat_messages("Capital of France?", demos=demos)))
+    assert fields["answer"] == "The answer is Paris."
+    srv.follow_demos = True
+    fields = parse_chat(ask(session, srv, chat_messages("Capital of France?", demos=demos)))
+    assert fields["answer"] == "paris"
 
 
 # --------------------------------------------------------------------------------------
@@ -418,10 +410,10 @@ def test_follow_demos_false_keeps_the_verbose_answer(session: requests.Session) 
 
 
 def test_json_adapter_prompt_gets_a_json_object_with_typed_fields(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
     outputs: list[Field] = [("reasoning", "str"), ("answer", "str"), ("score", "int")]
-    content = ask(session, server, json_messages("What is 17 + 25?", outputs))
+    content = ask(session, lm_server, json_messages("What is 17 + 25?", outputs))
     obj = json.loads(content)
     assert list(obj) == ["reasoning", "answer", "score"]
     assert obj["answer"] == "The answer is 42."
@@ -429,22 +421,24 @@ def test_json_adapter_prompt_gets_a_json_object_with_typed_fields(
     assert "[[ ##" not in content
 
 
-def test_json_mode_follows_json_demos(server: RuleBasedLMServer, session: requests.Session) -> None:
+def test_json_mode_follows_json_demos(
+    lm_server: RuleBasedLMServer, session: requests.Session
+) -> None:
     demos = [("What is the capital of Italy?", "rome")]
-    obj = json.loads(ask(session, server, json_messages("Capital of France?", demos=demos)))
+    obj = json.loads(ask(session, lm_server, json_messages("Capital of France?", demos=demos)))
     assert obj == {"answer": "paris"}
 
 
 def test_response_format_json_object_turns_a_plain_prompt_into_json(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
     messages = [{"role": "user", "content": "What is the capital of Kenya?"}]
-    content = ask(session, server, messages, response_format={"type": "json_object"})
+    content = ask(session, lm_server, messages, response_format={"type": "json_object"})
     assert json.loads(content) == {"answer": "The answer is Nairobi."}
 
 
 def test_response_format_json_schema_supplies_the_fields(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
     schema = {
         "type": "json_schema",
@@ -457,7 +451,7 @@ def test_response_format_json_schema_supplies_the_fields(
         },
     }
     messages = [{"role": "user", "content": "What is 3 * 5?"}]
-    obj = json.loads(ask(session, server, messages, response_format=schema))
+    obj = json.loads(ask(session, lm_server, messages, response_format=schema))
     assert obj == {"answer": "The answer is 15.", "n": 15}
 
 
@@ -467,38 +461,38 @@ def test_response_format_json_schema_supplies_the_fields(
 
 
 def test_health_models_alias_path_404_and_bad_json_400(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
-    health = session.get(server.url + "/health", timeout=5)
+    health = session.get(lm_server.url + "/health", timeout=5)
     assert health.status_code == 200
     assert health.json()["rule_based"] is True
-    models = session.get(server.api_base + "/models", timeout=5).json()
+    models = session.get(lm_server.api_base + "/models", timeout=5).json()
     assert [m["id"] for m in models["data"]] == [DEFAULT_MODEL]
 
     alias = session.post(
-        server.url + "/chat/completions",
+        lm_server.url + "/chat/completions",
         json={"messages": chat_messages("What is 2 + 2?")},
         timeout=5,
     )
     assert parse_chat(content_of(alias))["answer"] == "The answer is 4."
 
-    missing = session.post(server.api_base + "/completions", json={}, timeout=5)
+    missing = session.post(lm_server.api_base + "/completions", json={}, timeout=5)
     assert missing.status_code == 404
-    assert session.get(server.url + "/nope", timeout=5).status_code == 404
+    assert session.get(lm_server.url + "/nope", timeout=5).status_code == 404
 
     bad = session.post(
-        server.api_base + "/chat/completions",
+        lm_server.api_base + "/chat/completions",
         data=b"{not json",
         headers={"Content-Type": "application/json"},
         timeout=5,
     )
     assert bad.status_code == 400
     assert bad.json()["error"]["type"] == "invalid_request_error"
-    no_messages = session.post(server.api_base + "/chat/completions", json={"x": 1}, timeout=5)
+    no_messages = session.post(lm_server.api_base + "/chat/completions", json={"x": 1}, timeout=5)
     assert no_messages.status_code == 400
 
     # Everything above went over one keep-alive connection (Content-Length always right).
-    stats = server.stats()
+    stats = lm_server.stats()
     assert stats["connections"] == 1
     assert stats["bad_request"] == 2
     assert stats["not_found"] == 2
@@ -519,19 +513,21 @@ def test_url_before_start_raises_and_start_twice_raises() -> None:
         srv.stop()
 
 
-def test_request_log_is_bounded_and_stats_reset(session: requests.Session) -> None:
-    with RuleBasedLMServer(request_log_size=3) as srv:
-        for i in range(5):
-            ask(session, srv, chat_messages(f"What is {i} + 1?"))
-        assert srv.request_count == 5
-        log = srv.requests
-        assert len(log) == 3
-        assert log[-1]["messages"][-1]["content"].startswith("[[ ## question ## ]]\nWhat is 4 + 1?")
-        assert srv.stats()["ok"] == 5
-        srv.reset_stats()
-        assert srv.request_count == 0
-        assert srv.requests == []
-        assert srv.stats()["ok"] == 0
+def test_request_log_is_bounded_and_stats_reset(
+    make_lm_server: ServerFactory, session: requests.Session
+) -> None:
+    srv = make_lm_server(request_log_size=3)
+    for i in range(5):
+        ask(session, srv, chat_messages(f"What is {i} + 1?"))
+    assert srv.request_count == 5
+    log = srv.requests
+    assert len(log) == 3
+    assert log[-1]["messages"][-1]["content"].startswith("[[ ## question ## ]]\nWhat is 4 + 1?")
+    assert srv.stats()["ok"] == 5
+    srv.reset_stats()
+    assert srv.request_count == 0
+    assert srv.requests == []
+    assert srv.stats()["ok"] == 0
 
 
 # --------------------------------------------------------------------------------------
@@ -549,78 +545,80 @@ def test_request_log_is_bounded_and_stats_reset(session: requests.Session) -> No
     ],
 )
 def test_status_faults_return_openai_style_error_bodies(
-    server: RuleBasedLMServer,
+    lm_server: RuleBasedLMServer,
     session: requests.Session,
     kind: str,
     status: int,
     err_type: str,
 ) -> None:
-    server.inject(kind)
-    resp = post(session, server, chat_messages("What is 1 + 1?"))
+    lm_server.inject(kind)
+    resp = post(session, lm_server, chat_messages("What is 1 + 1?"))
     assert resp.status_code == status
     assert resp.headers["x-dspex-rule-based"] == "true"
     assert resp.json()["error"]["type"] == err_type
     # The fault was used up: the next request is answered normally.
-    assert post(session, server, chat_messages("What is 1 + 1?")).status_code == 200
-    assert server.stats()[f"fault:{kind}"] == 1
+    assert post(session, lm_server, chat_messages("What is 1 + 1?")).status_code == 200
+    assert lm_server.stats()[f"fault:{kind}"] == 1
 
 
 def test_429_carries_retry_after_header(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
-    server.inject(Fault(kind="429", retry_after=0.05), "429")
-    first = post(session, server, chat_messages("What is 1 + 1?"))
+    lm_server.inject(Fault(kind="429", retry_after=0.05), "429")
+    first = post(session, lm_server, chat_messages("What is 1 + 1?"))
     assert first.status_code == 429
     assert first.headers["Retry-After"] == "0.05"
     assert first.json()["error"]["code"] == "rate_limit_exceeded"
-    second = post(session, server, chat_messages("What is 1 + 1?"))
+    second = post(session, lm_server, chat_messages("What is 1 + 1?"))
     assert second.headers["Retry-After"] == "1"
 
 
 def test_injected_faults_are_served_in_fifo_order(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
-    server.inject("503", "500", "401")
-    codes = [post(session, server, chat_messages("What is 1 + 1?")).status_code for _ in range(4)]
+    lm_server.inject("503", "500", "401")
+    codes = [
+        post(session, lm_server, chat_messages("What is 1 + 1?")).status_code for _ in range(4)
+    ]
     assert codes == [503, 500, 401, 200]
 
 
 def test_drop_closes_the_socket_without_a_response(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
-    server.inject("drop")
+    lm_server.inject("drop")
     with pytest.raises(requests.ConnectionError):
-        post(session, server, chat_messages("What is 1 + 1?"))
-    assert post(session, server, chat_messages("What is 1 + 1?")).status_code == 200
-    assert server.stats()["fault:drop"] == 1
+        post(session, lm_server, chat_messages("What is 1 + 1?"))
+    assert post(session, lm_server, chat_messages("What is 1 + 1?")).status_code == 200
+    assert lm_server.stats()["fault:drop"] == 1
 
 
 def test_garbage_is_a_200_with_a_body_that_is_not_json(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
-    server.inject("garbage")
-    resp = post(session, server, chat_messages("What is 1 + 1?"))
+    lm_server.inject("garbage")
+    resp = post(session, lm_server, chat_messages("What is 1 + 1?"))
     assert resp.status_code == 200
     with pytest.raises(requests.JSONDecodeError):
         resp.json()
 
 
 def test_bad_format_is_valid_json_whose_content_ignores_the_format(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
-    server.inject("bad_format", "bad_format")
-    content = ask(session, server, chat_messages("What is the capital of France?"))
+    lm_server.inject("bad_format", "bad_format")
+    content = ask(session, lm_server, chat_messages("What is the capital of France?"))
     assert "[[ ## answer ## ]]" not in content
     assert "Paris" in content
-    json_content = ask(session, server, json_messages("What is the capital of France?"))
+    json_content = ask(session, lm_server, json_messages("What is the capital of France?"))
     with pytest.raises(json.JSONDecodeError):
         json.loads(json_content)
 
 
-def test_slow_fault_adds_its_delay(server: RuleBasedLMServer, session: requests.Session) -> None:
-    server.inject(Fault(kind="slow", delay=0.2))
+def test_slow_fault_adds_its_delay(lm_server: RuleBasedLMServer, session: requests.Session) -> None:
+    lm_server.inject(Fault(kind="slow", delay=0.2))
     t0 = time.monotonic()
-    resp = post(session, server, chat_messages("What is 1 + 1?"))
+    resp = post(session, lm_server, chat_messages("What is 1 + 1?"))
     assert resp.status_code == 200
     assert time.monotonic() - t0 >= 0.2
 
@@ -642,15 +640,15 @@ def test_hang_times_out_the_client_and_stop_returns_quickly(
 
 
 def test_latency_is_added_and_settable_while_running(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
-    server.latency = 0.15
+    lm_server.latency = 0.15
     t0 = time.monotonic()
-    assert post(session, server, chat_messages("What is 1 + 1?")).status_code == 200
+    assert post(session, lm_server, chat_messages("What is 1 + 1?")).status_code == 200
     assert time.monotonic() - t0 >= 0.15
-    server.latency = 0.0
+    lm_server.latency = 0.0
     with pytest.raises(ValueError, match="latency"):
-        server.latency = -1.0
+        lm_server.latency = -1.0
 
 
 def test_stop_wakes_a_request_sleeping_in_latency(session: requests.Session) -> None:
@@ -696,22 +694,22 @@ def test_fault_rates_are_reproducible_for_a_seed(session: requests.Session) -> N
 
 
 def test_fault_validation_and_clear_faults(
-    server: RuleBasedLMServer, session: requests.Session
+    lm_server: RuleBasedLMServer, session: requests.Session
 ) -> None:
     with pytest.raises(ValueError, match="unknown fault kind"):
         Fault(kind="418")
     with pytest.raises(ValueError, match="hang_seconds"):
         Fault(kind="hang", hang_seconds=-1)
     with pytest.raises(ValueError, match="unknown fault kind"):
-        server.inject("500", "teapot")
+        lm_server.inject("500", "teapot")
     with pytest.raises(ValueError, match="sum to"):
-        server.set_fault_rates({"500": 0.7, "503": 0.5})
+        lm_server.set_fault_rates({"500": 0.7, "503": 0.5})
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
-        server.set_fault_rates({"500": 1.5})
-    server.inject("500", "500")
-    server.set_fault_rates({"503": 1.0})
-    server.clear_faults()
-    assert post(session, server, chat_messages("What is 1 + 1?")).status_code == 200
+        lm_server.set_fault_rates({"500": 1.5})
+    lm_server.inject("500", "500")
+    lm_server.set_fault_rates({"503": 1.0})
+    lm_server.clear_faults()
+    assert post(session, lm_server, chat_messages("What is 1 + 1?")).status_code == 200
 
 
 # --------------------------------------------------------------------------------------
@@ -720,7 +718,7 @@ def test_fault_validation_and_clear_faults(
 
 
 def test_64_concurrent_clients_get_answers_without_connection_resets(
-    server: RuleBasedLMServer,
+    lm_server: RuleBasedLMServer,
 ) -> None:
     clients, per_client = 64, 5
     barrier = threading.Barrier(clients, timeout=10)
@@ -731,14 +729,14 @@ def test_64_concurrent_clients_get_answers_without_connection_resets(
             out = []
             for j in range(per_client):
                 q = f"What is {i} + {j}?"
-                out.append(parse_chat(ask(s, server, chat_messages(q), timeout=10))["answer"])
+                out.append(parse_chat(ask(s, lm_server, chat_messages(q), timeout=10))["answer"])
             return out
 
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
         results = list(pool.map(run, range(clients), timeout=60))
     for i, answers in enumerate(results):
         assert answers == [f"The answer is {i + j}." for j in range(per_client)]
-    stats = server.stats()
+    stats = lm_server.stats()
     assert stats["ok"] == clients * per_client
     assert stats["connections"] == clients
 
@@ -780,12 +778,13 @@ def _free_port() -> int:
         return port
 
 
-def test_module_runs_standalone_and_stops_on_ctrl_c() -> None:
+@pytest.mark.parametrize("module", ["dspex_actors.testing", "dspex_actors.testing._rule_server"])
+def test_module_runs_standalone_and_stops_on_ctrl_c(module: str) -> None:
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "dspex_actors.testing._rule_server",
+            module,
             "--port",
             "0",
             "--latency",
@@ -807,6 +806,8 @@ def test_module_runs_standalone_and_stops_on_ctrl_c() -> None:
         assert requests.get(url + "/health", timeout=5).json()["rule_based"] is True
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+        assert proc.stderr is not None
+        assert proc.stderr.read() == "stopped\n"  # and no warning about the module path
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,0 +1,109 @@
+"""What a server and its handler threads share: counters, the request log, open
+connections, the stop event, and the rules and faults that answer requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections import Counter, deque
+from typing import Any
+
+from dspex_actors.testing._faults import FaultSchedule
+from dspex_actors.testing._rules import Rules
+
+
+def shutdown_socket(sock: socket.socket) -> None:
+    """Shut ``sock`` down both ways, ignoring a socket that is already gone."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class ServerState:
+    """The state of one server, shared by its public methods and handler threads.
+
+    Threading: counters, the request log, the connection table and the
+    started/stopped flags are guarded by :attr:`lock`; :attr:`rules` is
+    stateless and :attr:`faults` has its own lock. Every wait a handler makes
+    is a wait on :attr:`stop_event`, so stopping wakes them all.
+    """
+
+    def __init__(
+        self, rules: Rules, faults: FaultSchedule, model: str, request_log_size: int
+    ) -> None:
+        self.rules = rules
+        self.faults = faults
+        self.model = model
+        self.latency = 0.0
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.started = False
+        self.stopped = False
+        self.connections: dict[socket.socket, threading.Thread] = {}
+        self._request_count = 0
+        self._outcomes: Counter[str] = Counter()
+        self._log: deque[dict[str, Any]] = deque(maxlen=request_log_size)
+
+    # -- called by handler threads -------------------------------------------------------
+
+    def register(self, sock: socket.socket) -> None:
+        """Track a new connection (shut it down at once if the server is stopping)."""
+        with self.lock:
+            stopping = self.stopped
+            if not stopping:
+                self.connections[sock] = threading.current_thread()
+                self._outcomes["connections"] += 1
+        if stopping:
+            shutdown_socket(sock)
+
+    def unregister(self, sock: socket.socket) -> None:
+        """Forget a closed connection."""
+        with self.lock:
+            self.connections.pop(sock, None)
+
+    def count(self, outcome: str) -> None:
+        """Count one request outcome (``"ok"``, ``"fault:500"``, ...)."""
+        with self.lock:
+            self._outcomes[outcome] += 1
+
+    def record(self, body: dict[str, Any] | None) -> int:
+        """Count a chat-completions request and log its body; returns its number (from 1)."""
+        with self.lock:
+            self._request_count += 1
+            if body is not None:
+                self._log.append(body)
+            return self._request_count
+
+    def wait(self, seconds: float) -> bool:
+        """Wait on the stop event; False if the server is stopping."""
+        if seconds > 0:
+            return not self.stop_event.wait(seconds)
+        return not self.stop_event.is_set()
+
+    # -- read and reset from any thread ----------------------------------------------------
+
+    @property
+    def request_count(self) -> int:
+        """Chat-completions requests received since start / reset."""
+        with self.lock:
+            return self._request_count
+
+    def requests(self) -> list[dict[str, Any]]:
+        """A copy of the logged request bodies, oldest first."""
+        with self.lock:
+            return list(self._log)
+
+    def stats(self) -> dict[str, int]:
+        """Counts by outcome, with ``requests``, ``connections`` and ``ok`` always present."""
+        with self.lock:
+            out = {"requests": self._request_count, "connections": 0, "ok": 0}
+            out.update(self._outcomes)
+            return out
+
+    def reset_stats(self) -> None:
+        """Zero the counters and empty the request log."""
+        with self.lock:
+            self._request_count = 0
+            self._outcomes.clear()
+            self._log.clear()
