@@ -295,7 +295,7 @@ class ProgramActor(sv.Actor):
         return Prediction(**parsed)
 
     def _key(self, lm: LM, messages: list[dict[str, Any]], overrides: dict[str, Any]) -> str:
-        return cache_key(lm.wire_model, messages, lm.request_params(**overrides))
+        return cache_key(lm.wire_model, messages, lm.request_params(**overrides), lm.cache_endpoint)
 
     def _cache_get(self, key: str) -> Any:
         name = self.runtime.cache_name
