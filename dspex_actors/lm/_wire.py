@@ -167,7 +167,9 @@ def safe_cause(exc: BaseException, secrets: Sequence[str]) -> BaseException | No
         return exc
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
-    while stack and len(seen) < 32:
+    while stack:
+        if len(seen) >= 32:
+            return None  # a chain too long to check is not kept
         current = stack.pop()
         if current is None or id(current) in seen:
             continue
@@ -421,7 +423,7 @@ def completion_from_body(
     if not isinstance(body, dict):
         raise _malformed(plan, status, f"expected a JSON object, got {type(body).__name__}")
     error = body.get("error")
-    if error not in (None, "", {}, []):
+    if error:  # null, "", {} and false mean "no error" in the bodies seen in the wild
         raise _error_in_200(error, _detail(body, raw), status, retry_after, plan)
     choice = _first_choice(body.get("choices"), plan, status)
     message = choice.get("message")
