@@ -64,18 +64,34 @@ def _strip_forbidden(value: Any) -> Any:
     return value
 
 
-def cache_key(model: str, messages: list[dict[str, Any]], params: Mapping[str, Any]) -> str:
-    """SHA-256 hex digest of the canonical JSON of ``{model, messages, params}``.
+def cache_key(
+    model: str,
+    messages: list[dict[str, Any]],
+    params: Mapping[str, Any],
+    endpoint: str | None = None,
+) -> str:
+    """SHA-256 hex digest of the canonical JSON of ``{model, messages, params}``, plus
+    ``endpoint`` when given.
 
     Canonical: ``sort_keys=True, separators=(",", ":"), ensure_ascii=False``, UTF-8,
-    so the key does not depend on dict ordering. Credentials and routing
-    (``api_key``, ``api_base``, ``base_url``, ``authorization``) are stripped from
-    ``params`` at any depth: the same request to two endpoints or with two keys
-    shares an entry, and keys never reach the cache file.
+    so the key does not depend on dict ordering. ``endpoint`` is the identity of the
+    server (the runtime passes ``LM.cache_endpoint``: the base URL without
+    credentials, or the LM's ``cache_scope``), so one cache file never serves one
+    server's answers to another with the same model name; LMs that share a
+    ``cache_scope`` share entries on purpose. Credentials and routing (``api_key``,
+    ``api_base``, ``base_url``, ``authorization``) are stripped from ``params`` at
+    any depth: keys never reach the cache file, and the same request with two keys
+    shares an entry.
 
     Raises ``TypeError`` if the inputs are not JSON-serialisable (NaN included).
     """
-    payload = {"model": model, "messages": messages, "params": _strip_forbidden(params)}
+    payload: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "params": _strip_forbidden(params),
+    }
+    if endpoint is not None:
+        payload["endpoint"] = endpoint
     try:
         text = json.dumps(
             payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False

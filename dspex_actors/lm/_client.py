@@ -101,12 +101,13 @@ class LMClient(Actor):
             self._breaker.before_request()
         except CircuitOpen as exc:
             self._counts["circuit_open"] += 1
+            exc.message = f"{self.lm.label}: {exc.message}"  # name the LM and its URL
             return Refused(exc)
         try:
             plan = build_plan(self.lm, request.messages, **request.overrides)
         except (ValueError, TypeError) as exc:
             self._breaker.record_failure(LMBadRequest(str(exc)))  # frees a half-open trial slot
-            return Refused(LMBadRequest(f"bad request parameters: {exc}"))
+            return Refused(LMBadRequest(f"{self.lm.label}: bad request parameters: {exc}"))
         self._counts["planned"] += 1
         return Planned(plan, self._session)
 

@@ -12,14 +12,39 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 
-__all__ = ["DEFAULT_API_BASE", "LM", "RESERVED_PARAM_NAMES"]
+__all__ = [
+    "DEFAULT_API_BASE",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "LM",
+    "RESERVED_PARAM_NAMES",
+    "refuse_stream",
+    "uses_max_completion_tokens",
+]
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
+
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+"""The default cap on one response body (16 MiB; a chat completion is a few KiB)."""
+
+# DSPy 3.4.1's ``_is_openai_reasoning_model`` (dspy/clients/lm.py): these families
+# reject ``max_tokens`` and take ``max_completion_tokens``.
+_REASONING_FAMILY = re.compile(
+    r"^(?:o[1345](?:-(?:mini|nano|pro))?(?:-\d{4}-\d{2}-\d{2})?|gpt-5(?:\.\d+)*(?!-chat)(?:-.*)?)$"
+)
 
 #: Names that may never be request parameters (they are credentials or routing, and
 #: must stay out of request bodies and cache keys), nor override the plan's own keys.
@@ -33,8 +58,7 @@ def _default_api_base() -> str:
 
 
 def _default_api_key() -> SecretStr | None:
-    key = os.environ.get("OPENAI_API_KEY")
-    return SecretStr(key) if key else None
+    return _clean_key(os.environ.get("OPENAI_API_KEY") or None, "LM: $OPENAI_API_KEY")
 
 
 def _normalise_name(name: str) -> str:
@@ -49,6 +73,67 @@ def _check_params(params: Mapping[str, Any], where: str) -> None:
             raise ValueError(f"{where}: {name!r} cannot be a request parameter")
 
 
+def refuse_stream(params: Mapping[str, Any], where: str) -> None:
+    """Raise ``ValueError`` if ``params`` asks for streaming (there is none yet)."""
+    if params.get("stream"):
+        raise ValueError(
+            f"{where}: 'stream' is not supported yet: responses are read whole (no "
+            "streaming); remove it"
+        )
+
+
+def uses_max_completion_tokens(model: str) -> bool:
+    """Whether ``model`` is of a family that rejects ``max_tokens`` (OpenAI's o1/o3/o4/o5
+    and gpt-5 reasoning models, as DSPy 3.4.1 decides: the last ``/`` segment,
+    lower-cased, against the same pattern)."""
+    return _REASONING_FAMILY.match(model.rsplit("/", maxsplit=1)[-1].lower()) is not None
+
+
+def _clean_key(value: Any, where: str) -> SecretStr | None:
+    """The key with surrounding whitespace stripped (``None`` if nothing is left).
+
+    Raises ``ValueError`` for a control or non-latin-1 character (HTTP headers carry
+    latin-1 only), naming its position and never the key itself.
+    """
+    if value is None:
+        return None
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not isinstance(raw, str):
+        raise ValueError(f"{where} must be a str, got {type(raw).__name__}")
+    key = raw.strip()
+    if not key:
+        return None
+    for position, char in enumerate(key):
+        code = ord(char)
+        if code > 0xFF:
+            raise ValueError(
+                f"{where} has a non-latin-1 character at position {position} "
+                "(an HTTP header cannot carry it; the key is not shown)"
+            )
+        if code < 0x20 or 0x7F <= code < 0xA0:
+            raise ValueError(
+                f"{where} has a control character (U+{code:04X}) at position "
+                f"{position} (the key is not shown)"
+            )
+    return SecretStr(key)
+
+
+def _display_url(url: str) -> str:
+    """``url`` without user info, query or fragment (where credentials may hide)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    if not parts.scheme or not host:
+        return url.split("?", 1)[0].split("#", 1)[0].rsplit("@", maxsplit=1)[-1]
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
 class LM(BaseModel):
     """Immutable configuration of one OpenAI-compatible chat completion endpoint.
 
@@ -61,25 +146,59 @@ class LM(BaseModel):
 
     ``api_base`` defaults to ``$OPENAI_API_BASE`` or the OpenAI URL (``None`` means the
     OpenAI URL too); ``api_key`` defaults to ``$OPENAI_API_KEY`` (``None``: no
-    Authorization header, for local servers). ``rpm``, ``breaker_threshold``,
-    ``breaker_cooldown`` and ``pool_size`` configure the token bucket, circuit
-    breaker and connection pool the LM actor builds. ``extra`` holds additional
-    JSON-serialisable request body parameters (``top_p``, ``seed``, ``stop``...);
-    credential/routing names and ``model``/``messages`` are rejected there.
+    Authorization header, for local servers). The key is stripped of surrounding
+    whitespace (keys read from files end in a newline); a control or non-latin-1
+    character in it is refused with an error that does not show the key.
+
+    Time limits of one HTTP attempt (each error says which one fired):
+
+    - ``connect_timeout`` (10 s, as DSPy): to open the connection;
+    - ``timeout`` (30 s): the read timeout, the longest silence between two bytes
+      of the response (a non-streaming answer is silent until it is complete, so
+      raise it for slow models);
+    - ``attempt_timeout`` (``None``): the total time of one attempt, however the
+      bytes trickle in; when it passes the connection is closed (:class:`LMTimeout`).
+      In a running system every attempt is also cut at the request deadline
+      (``RetryPolicy.deadline``, 60 s), with :class:`DeadlineExceeded`, and the
+      connection is closed then too. So with the defaults a hung server costs one
+      30 s read timeout, a retry, and the rest of the 60 s deadline. DSPy waits 600 s
+      for each byte and has no deadline: raise ``timeout`` *and* the deadline together
+      for models that think for minutes.
+
+    ``max_response_bytes`` (16 MiB) caps a response body, read incrementally
+    (:class:`LMResponseTooLarge` past it). ``max_tokens`` is sent as ``max_tokens``,
+    or as ``max_completion_tokens`` when ``max_tokens_param`` says so; by default
+    (``None``) the latter for the families that reject ``max_tokens`` (o1/o3/o4-mini,
+    gpt-5...; :func:`uses_max_completion_tokens`). ``cache_scope`` names the
+    endpoint in cache keys: by default (``None``) the base URL (without credentials),
+    so two servers never share answers; give several LMs the same ``cache_scope`` to
+    share a cache across endpoints on purpose.
+
+    ``rpm``, ``breaker_threshold``, ``breaker_cooldown`` and ``pool_size`` configure
+    the token bucket, circuit breaker and connection pool the LM actor builds.
+    ``extra`` holds additional JSON-serialisable request body parameters (``top_p``,
+    ``seed``, ``stop``...); credential/routing names, ``model``/``messages`` and
+    ``stream`` (there is no streaming yet) are rejected there.
 
     Threading: frozen; ``extra`` is a private deep copy of what was passed (do not
     mutate it in place); share freely.
-    Raises :class:`pydantic.ValidationError` on invalid values.
+    Raises :class:`pydantic.ValidationError` (a ``ValueError``) on invalid values;
+    its text never shows the values given.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     model: str = Field(min_length=1)
     api_base: str | None = Field(default_factory=_default_api_base)
-    api_key: SecretStr | None = Field(default_factory=_default_api_key)
+    api_key: SecretStr | None = Field(default_factory=_default_api_key, validate_default=True)
     temperature: float = Field(default=0.0, ge=0.0)
     max_tokens: int = Field(default=512, ge=1)
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
     timeout: float = Field(default=30.0, gt=0.0)
+    connect_timeout: float = Field(default=10.0, gt=0.0)
+    attempt_timeout: float | None = Field(default=None, gt=0.0)
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1)
+    cache_scope: str | None = Field(default=None, min_length=1)
     rpm: float | None = Field(default=None, gt=0.0)
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_cooldown: float = Field(default=10.0, ge=0.0)
@@ -91,12 +210,23 @@ class LM(BaseModel):
             if "model" in data:
                 raise TypeError("LM() got the model both positionally and as model=")
             data["model"] = model
+        if "api_key" in data:
+            # Checked here, not only by the field validator, so that a bad key raises a
+            # plain ValueError: a ValidationError would keep the key in ``.errors()``.
+            data["api_key"] = _clean_key(data["api_key"], f"LM({data.get('model')!r}): api_key")
         super().__init__(**data)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _validate_key(cls, value: Any, info: ValidationInfo) -> SecretStr | None:
+        return _clean_key(value, f"LM({info.data.get('model')!r}): api_key")
 
     @field_validator("extra")
     @classmethod
-    def _validate_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _check_params(value, "LM.extra")
+    def _validate_extra(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        where = f"LM({info.data.get('model', '?')!r}).extra"
+        _check_params(value, where)
+        refuse_stream(value, where)
         try:
             text = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -104,7 +234,9 @@ class LM(BaseModel):
         copied: dict[str, Any] = json.loads(text)
         return copied
 
-    @field_validator("timeout", "breaker_cooldown", "temperature", "rpm")
+    @field_validator(
+        "timeout", "connect_timeout", "attempt_timeout", "breaker_cooldown", "temperature", "rpm"
+    )
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
@@ -121,7 +253,12 @@ class LM(BaseModel):
                 self.api_base,
                 self.temperature,
                 self.max_tokens,
+                self.max_tokens_param,
                 self.timeout,
+                self.connect_timeout,
+                self.attempt_timeout,
+                self.max_response_bytes,
+                self.cache_scope,
                 self.rpm,
                 self.breaker_threshold,
                 self.breaker_cooldown,
@@ -141,21 +278,49 @@ class LM(BaseModel):
         """The ``/chat/completions`` URL of this endpoint."""
         return (self.api_base or DEFAULT_API_BASE).rstrip("/") + "/chat/completions"
 
+    @property
+    def display_base(self) -> str:
+        """The base URL as errors show it: no user info, query or fragment."""
+        return _display_url(self.api_base or DEFAULT_API_BASE)
+
+    @property
+    def label(self) -> str:
+        """How errors name this LM: ``"<model> at <base URL>"`` (never the key)."""
+        return f"{self.model} at {self.display_base}"
+
+    @property
+    def cache_endpoint(self) -> str:
+        """The endpoint's identity in cache keys: ``cache_scope`` if set, else the
+        base URL as :attr:`display_base` shows it (never the key)."""
+        return self.cache_scope if self.cache_scope is not None else self.display_base
+
+    @property
+    def tokens_param(self) -> str:
+        """The body parameter that carries ``max_tokens``: ``max_tokens_param`` if set,
+        else by model family (:func:`uses_max_completion_tokens`)."""
+        if self.max_tokens_param is not None:
+            return self.max_tokens_param
+        return "max_completion_tokens" if uses_max_completion_tokens(self.model) else "max_tokens"
+
     def request_params(self, **overrides: Any) -> dict[str, Any]:
         """The parameters that determine the completion, for the cache key.
 
-        ``{"model", "temperature", "max_tokens", **extra, **overrides}``; an override
-        of ``None`` removes the parameter. Never contains the key or the base URL.
-        Returns a fresh dict. Raises ``ValueError`` for a reserved override name
-        (``api_key``, ``api_base``, ``base_url``, ``authorization``, ``model``,
-        ``messages``).
+        ``{"model", "temperature", <tokens_param>: max_tokens, **extra, **overrides}``;
+        an override of ``None`` removes the parameter. With ``max_completion_tokens``
+        as :attr:`tokens_param`, a ``max_tokens`` from ``extra`` or an override is
+        sent under that name. Never contains the key or the base URL. Returns a
+        fresh dict. Raises ``ValueError`` for a reserved override name (``api_key``,
+        ``api_base``, ``base_url``, ``authorization``, ``model``, ``messages``).
         """
-        _check_params(overrides, "request override")
+        _check_params(overrides, f"{self.label}: request override")
+        tokens = self.tokens_param
         params: dict[str, Any] = {
             "model": self.model,
             "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
+            tokens: self.max_tokens,
         }
         params.update(json.loads(json.dumps(self.extra)))
         params.update(overrides)
+        if tokens == "max_completion_tokens" and "max_tokens" in params:
+            params[tokens] = params.pop("max_tokens")
         return {name: value for name, value in params.items() if value is not None}

@@ -6,10 +6,16 @@ attempt and returns a :class:`Completion` or raises one of the typed errors of
 :mod:`dspex_actors.primitives`. Retrying, rate limiting, circuit breaking and caching
 are layered on top by the runtime.
 
+One attempt is bounded in time (connect timeout, read timeout, and a total time that
+holds however slowly the bytes arrive: the connection is closed when it passes) and
+in size (the body is read incrementally up to ``max_response_bytes``). Every error
+names the LM and its base URL and says which limit fired; no error text holds the
+API key (server texts and the texts of ``requests``/urllib3 exceptions are redacted
+before they are cut to length).
+
 Threading: plans and completions are immutable. :func:`execute_plan` is safe to call
 from several threads with one :class:`requests.Session` (its connection pool is
-thread-safe). The key never appears in a plan's ``repr`` and is scrubbed from server
-error messages.
+thread-safe).
 """
 
 from __future__ import annotations
@@ -19,22 +25,33 @@ import email.utils
 import json
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from dspex_actors.lm._config import LM
+from dspex_actors.lm._config import LM, refuse_stream
+from dspex_actors.lm._plan import Completion, RequestPlan, _RedactedHeaders
+from dspex_actors.lm._transport import AttemptClock, BoundedAdapter, activate
+from dspex_actors.lm._wire import (
+    MAX_ERROR_TEXT,
+    completion_from_body,
+    redact,
+    safe_cause,
+    secrets_of,
+    status_error,
+)
 from dspex_actors.primitives import (
+    DeadlineExceeded,
     LMBadRequest,
     LMConnectionError,
     LMError,
-    LMRateLimited,
-    LMServerError,
+    LMResponseTooLarge,
     LMTimeout,
+    LMTruncated,
+    logger,
 )
 
 __all__ = [
@@ -46,91 +63,7 @@ __all__ = [
     "parse_retry_after",
 ]
 
-_MAX_ERROR_TEXT = 500
-
-
-class _RedactedHeaders(dict[str, str]):
-    """A header dict whose repr/str hide the Authorization value."""
-
-    def __repr__(self) -> str:
-        shown = {
-            name: ("***" if name.lower() == "authorization" else value)
-            for name, value in self.items()
-        }
-        return repr(shown)
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True)
-class RequestPlan:
-    """Everything needed for one POST to ``/chat/completions`` (pure data).
-
-    ``headers`` includes ``Authorization: Bearer <key>`` when the LM has a key; the
-    plan's ``repr``/``str`` (and the headers' own repr) show it as ``***``. Use
-    :func:`dataclasses.replace` to derive a plan with a shorter ``timeout`` (e.g.
-    the time left before a deadline). ``model`` is the wire model name.
-
-    Threading: immutable by convention (do not mutate ``headers``/``json``); share.
-    """
-
-    url: str
-    headers: Mapping[str, str] = field(repr=False)
-    json: dict[str, Any]
-    timeout: float
-    model: str
-
-    def __repr__(self) -> str:
-        return (
-            f"RequestPlan(url={self.url!r}, headers={_RedactedHeaders(self.headers)!r}, "
-            f"json={self.json!r}, timeout={self.timeout!r}, model={self.model!r})"
-        )
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True)
-class Completion:
-    """The result of one successful chat completion.
-
-    ``text`` is the first choice's message content (``""`` when the server sent
-    ``null`` content); ``usage`` has ``prompt_tokens``, ``completion_tokens`` and
-    ``total_tokens`` (0 when the server did not report them); ``model`` is the
-    model the server says it used (the plan's model if it did not say);
-    ``latency_s`` is the wall time of the HTTP exchange; ``finish_reason`` is the
-    server's raw value (``"stop"``, ``"length"``... or ``None``).
-
-    :meth:`to_dict` / :meth:`from_dict` convert to and from a JSON-serialisable dict
-    (for the cache store).
-    """
-
-    text: str
-    usage: dict[str, int]
-    model: str
-    latency_s: float
-    finish_reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict with the same fields (fresh copy)."""
-        return {
-            "text": self.text,
-            "usage": dict(self.usage),
-            "model": self.model,
-            "latency_s": self.latency_s,
-            "finish_reason": self.finish_reason,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Completion:
-        """Rebuild from :meth:`to_dict` output. Raises ``KeyError``/``TypeError`` if
-        ``data`` lacks ``text`` or ``model``."""
-        return cls(
-            text=str(data["text"]),
-            usage={str(k): int(v) for k, v in dict(data.get("usage") or {}).items()},
-            model=str(data["model"]),
-            latency_s=float(data.get("latency_s", 0.0)),
-            finish_reason=data.get("finish_reason"),
-        )
+_CHUNK = 64 * 1024
 
 
 def build_plan(lm: LM, messages: list[dict[str, Any]], **overrides: Any) -> RequestPlan:
@@ -142,12 +75,16 @@ def build_plan(lm: LM, messages: list[dict[str, Any]], **overrides: Any) -> Requ
     copied (JSON round trip), so later mutation by the caller does not change the
     plan. Pure; any thread.
 
-    Raises ``ValueError`` for reserved override names or an empty message list and
-    ``TypeError`` for messages or overrides that are not JSON-serialisable.
+    The plan carries the LM's time and size limits and its :attr:`~LM.label`.
+
+    Raises ``ValueError`` for reserved override names (and ``stream``) or an empty
+    message list and ``TypeError`` for messages or overrides that are not
+    JSON-serialisable.
     """
     if not messages:
         raise ValueError("build_plan: messages must not be empty")
     params = lm.request_params(**overrides)
+    refuse_stream(params, f"{lm.label}: request")
     del params["model"]
     try:
         body: dict[str, Any] = json.loads(
@@ -159,7 +96,15 @@ def build_plan(lm: LM, messages: list[dict[str, Any]], **overrides: Any) -> Requ
     if lm.api_key is not None and lm.api_key.get_secret_value():
         headers["Authorization"] = f"Bearer {lm.api_key.get_secret_value()}"
     return RequestPlan(
-        url=lm.chat_url, headers=headers, json=body, timeout=lm.timeout, model=lm.wire_model
+        url=lm.chat_url,
+        headers=headers,
+        json=body,
+        timeout=lm.timeout,
+        model=lm.wire_model,
+        connect_timeout=lm.connect_timeout,
+        attempt_timeout=lm.attempt_timeout,
+        max_response_bytes=lm.max_response_bytes,
+        label=lm.label,
     )
 
 
@@ -197,7 +142,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 def make_session(pool_size: int = 64, base_url: str | None = None) -> requests.Session:
     """A :class:`requests.Session` with an ``HTTPAdapter`` pool of ``pool_size``
     connections (``pool_connections = pool_maxsize = pool_size``) for http and https,
-    and urllib3 retries disabled (the retry policy retries; urllib3 must not).
+    and urllib3 retries disabled (the retry policy retries; urllib3 must not). The
+    adapter is a :class:`~dspex_actors.lm._transport.BoundedAdapter`: reads made by
+    :func:`execute_plan` honour the attempt's total time limit.
 
     The environment (proxy variables, ``.netrc``) is read once, here, for
     ``base_url``, instead of on every request as ``requests`` does by default (that
@@ -213,7 +160,7 @@ def make_session(pool_size: int = 64, base_url: str | None = None) -> requests.S
     if base_url is not None:
         session.proxies.update(requests.utils.get_environ_proxies(base_url))
         session.trust_env = False
-    adapter = HTTPAdapter(
+    adapter = BoundedAdapter(
         pool_connections=pool_size,
         pool_maxsize=pool_size,
         max_retries=Retry(total=0, read=False, redirect=False, raise_on_status=False),
@@ -223,150 +170,177 @@ def make_session(pool_size: int = 64, base_url: str | None = None) -> requests.S
     return session
 
 
-def _scrub(text: str, plan: RequestPlan) -> str:
-    """Remove the bearer key from text that came back from the server."""
-    auth = next((v for k, v in plan.headers.items() if k.lower() == "authorization"), None)
-    if auth:
-        key = auth.split(" ", 1)[-1]
-        if key:
-            text = text.replace(key, "***")
-    return text
-
-
-def _server_message(response: requests.Response) -> str:
-    """The server's error message: ``error.message`` / ``error`` / ``message`` from a
-    JSON body, else the start of the body text."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-        if isinstance(body.get("message"), str):
-            return str(body["message"])
-        if isinstance(body.get("detail"), str):
-            return str(body["detail"])
-    text = response.text.strip()
-    if len(text) > _MAX_ERROR_TEXT:
-        text = text[:_MAX_ERROR_TEXT] + "..."
-    return text or (response.reason or "")
-
-
-def _retry_after_of(response: requests.Response) -> float | None:
-    millis = response.headers.get("retry-after-ms")
+def _retry_after_of(headers: Any) -> float | None:
+    millis = headers.get("retry-after-ms")
     if millis is not None:
         parsed = parse_retry_after(millis)
         if parsed is not None:
             return parsed / 1000.0
-    return parse_retry_after(response.headers.get("Retry-After"))
+    return parse_retry_after(headers.get("Retry-After"))
 
 
-def _status_error(response: requests.Response, plan: RequestPlan) -> LMError:
-    status = response.status_code
-    detail = _scrub(_server_message(response), plan)
-    prefix = f"{plan.model}: HTTP {status}"
-    message = f"{prefix}: {detail}" if detail else prefix
-    if status == 429:
-        return LMRateLimited(message, retry_after=_retry_after_of(response))
-    if status == 408:
-        return LMTimeout(message, status=status)
-    if status >= 500:
-        return LMServerError(message, status=status)
-    return LMBadRequest(message, status=status)
+def _seconds(value: float) -> str:
+    return f"{round(value, 2):g} s"
 
 
-def _parse_completion(response: requests.Response, plan: RequestPlan, latency: float) -> Completion:
-    status = response.status_code
-
-    def malformed(why: str) -> LMServerError:
-        return LMServerError(f"{plan.model}: malformed completion body ({why})", status=status)
-
-    try:
-        body = response.json()
-    except ValueError:
-        snippet = _scrub(response.text[:200], plan)
-        raise malformed(f"not JSON: {snippet!r}") from None
-    if not isinstance(body, dict):
-        raise malformed(f"expected a JSON object, got {type(body).__name__}")
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not choices:
-        error = body.get("error")
-        if error is not None:
-            raise malformed(f"error in 200 body: {_scrub(str(error)[:_MAX_ERROR_TEXT], plan)}")
-        raise malformed("no choices")
-    choice = choices[0]
-    message = choice.get("message") if isinstance(choice, dict) else None
-    if not isinstance(message, dict):
-        raise malformed("choices[0].message missing")
-    content = message.get("content")
-    if content is None:
-        content = ""
-    if not isinstance(content, str):
-        raise malformed(f"choices[0].message.content is {type(content).__name__}")
-    raw_usage = body.get("usage")
-    usage: dict[str, int] = {}
-    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        value = raw_usage.get(name) if isinstance(raw_usage, dict) else None
-        usage[name] = int(value) if isinstance(value, int | float) else 0
-    if not usage["total_tokens"]:
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-    finish = choice.get("finish_reason")
-    model = body.get("model")
-    return Completion(
-        text=content,
-        usage=usage,
-        model=model if isinstance(model, str) and model else plan.model,
-        latency_s=latency,
-        finish_reason=finish if isinstance(finish, str) else None,
+def _expired(plan: RequestPlan) -> LMError:
+    """The error for an attempt its total time limit cut short (connection closed)."""
+    label = plan.label or plan.model
+    limit = _seconds(plan.attempt_timeout or 0.0)
+    if plan.attempt_limit == "deadline":
+        return DeadlineExceeded(
+            f"{label}: the request deadline came {limit} into this attempt, before a "
+            "complete response; connection closed"
+        )
+    return LMTimeout(
+        f"{label}: no complete response within {limit} (attempt_timeout, the total time "
+        "of one attempt); connection closed"
     )
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, requests.Timeout | ReadTimeoutError | TimeoutError):
+        return True
+    inner = exc.args[0] if exc.args else None
+    return isinstance(inner, ReadTimeoutError)
+
+
+def _transport_error(
+    exc: BaseException, plan: RequestPlan, clock: AttemptClock, connect: float, cut: bool
+) -> LMError:
+    """The typed error for an exception of ``requests``/urllib3 (or the socket) during
+    an attempt; ``connect`` is the connect timeout used, ``cut`` whether the attempt's
+    total limit shortened it."""
+    label = plan.label or plan.model
+    if clock.expired or (cut and isinstance(exc, requests.ConnectTimeout)):
+        return _expired(plan)
+    if isinstance(exc, requests.ConnectTimeout):
+        return LMTimeout(f"{label}: connect timed out after {_seconds(connect)}")
+    if _is_read_timeout(exc):
+        return LMTimeout(
+            f"{label}: read timed out after {_seconds(plan.timeout)} (no data from the "
+            "server for that long; LM.timeout)"
+        )
+    text = redact(str(exc), secrets_of(plan), MAX_ERROR_TEXT)
+    unusable = (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.InvalidHeader,
+        requests.TooManyRedirects,
+    )
+    if isinstance(exc, unusable):
+        return LMBadRequest(f"{label}: unusable request: {text}")
+    if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
+        return LMConnectionError(f"{label}: connection failed: {text}")
+    return LMConnectionError(f"{label}: request failed: {text}")
+
+
+def _too_large(plan: RequestPlan, status: int, seen: str) -> LMResponseTooLarge:
+    limit = plan.max_response_bytes or 0
+    return LMResponseTooLarge(
+        f"{plan.label or plan.model}: response body larger than max_response_bytes={limit} "
+        f"({seen}); connection closed",
+        limit=limit,
+        status=status,
+    )
+
+
+def _read_body(response: requests.Response, plan: RequestPlan) -> bytes:
+    """The whole body, read in chunks, at most ``plan.max_response_bytes`` of it.
+    Raises :class:`LMResponseTooLarge` (the caller closes the connection)."""
+    cap = plan.max_response_bytes
+    declared = response.headers.get("Content-Length", "")
+    if cap is not None and declared.strip().isdigit() and int(declared) > cap:
+        raise _too_large(plan, response.status_code, f"Content-Length {int(declared)}")
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in response.iter_content(_CHUNK):
+        total += len(chunk)
+        if cap is not None and total > cap:
+            raise _too_large(plan, response.status_code, f"more than {cap} bytes read")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _exchange(
+    session: requests.Session, plan: RequestPlan, clock: AttemptClock
+) -> tuple[requests.Response, bytes]:
+    """POST the plan and read the body; the response is closed before returning."""
+    connect = plan.connect_timeout if plan.connect_timeout is not None else plan.timeout
+    left = clock.left()
+    cut = left is not None and left < connect
+    if left is not None and left <= 0:
+        clock.expired = True
+        raise _expired(plan)
+    used = min(connect, left) if cut and left is not None else connect
+    try:
+        response = session.post(
+            plan.url,
+            headers=dict(plan.headers),
+            json=plan.json,
+            timeout=(used, plan.timeout),
+            stream=True,
+        )
+        try:
+            raw = _read_body(response, plan)
+        finally:
+            response.close()  # a partly read body: the connection is closed, not reused
+    except (requests.RequestException, Urllib3Error, OSError) as exc:
+        error = _transport_error(exc, plan, clock, used, cut)
+        raise error from safe_cause(exc, secrets_of(plan))
+    return response, raw
 
 
 def execute_plan(session: requests.Session, plan: RequestPlan) -> Completion:
     """Perform exactly one HTTP attempt of ``plan`` and parse the completion.
 
-    Blocks the calling thread for up to ``plan.timeout`` (connect and read each).
-    Raises (all :class:`LMError`, chained to the underlying exception):
+    Blocks the calling thread for at most ``plan.connect_timeout`` to connect, at
+    most ``plan.timeout`` between two bytes of the response and, if
+    ``plan.attempt_timeout`` is set, at most that long in total: then the connection
+    is closed at once, whatever the server is doing (dripping bytes included). The
+    body is read incrementally and never past ``plan.max_response_bytes``.
 
-    - :class:`LMRateLimited` on 429, with ``retry_after`` from ``retry-after-ms`` or
-      ``Retry-After`` (seconds or HTTP-date);
-    - :class:`LMServerError` on 5xx, and on a 2xx whose body is not a chat
-      completion (not JSON, no ``choices``, no ``message``);
-    - :class:`LMTimeout` on a connect/read timeout or HTTP 408;
+    Raises (all :class:`LMError`, chained to the underlying exception unless its
+    text holds the key):
+
+    - :class:`LMRateLimited` on 429 (``retry_after`` from ``retry-after-ms`` or
+      ``Retry-After``) or a 200 whose ``error`` is a rate limit;
+      :class:`LMQuotaExceeded` for ``insufficient_quota`` (not retryable);
+    - :class:`LMServerError` on 5xx, on a 2xx whose body is not a chat completion,
+      and on a 200 whose ``error`` is server-side or unknown;
+      :class:`LMResponseTooLarge` past ``max_response_bytes``;
+    - :class:`LMTruncated` for ``finish_reason == "length"`` (with the partial text);
+      :class:`LMRefused` for a refusal or ``finish_reason == "content_filter"``;
+    - :class:`LMTimeout` on a connect timeout, a read timeout, HTTP 408, or the
+      attempt's total limit; :class:`DeadlineExceeded` when that limit was the
+      request deadline (:meth:`RequestPlan.within`);
     - :class:`LMConnectionError` when no complete response arrived (refused, reset,
       dropped mid-body);
     - :class:`LMBadRequest` on any other status (4xx, unexpected 1xx/3xx), for an
       unusable URL and for a redirect loop; the message carries the server's error
       message.
 
-    The API key is scrubbed from every message.
+    Every message names the LM (``plan.label``) and has the API key redacted.
     """
     started = time.perf_counter()
+    clock = AttemptClock(plan.attempt_timeout, plan.timeout)
+    previous = activate(clock)
     try:
-        response = session.post(
-            plan.url, headers=dict(plan.headers), json=plan.json, timeout=plan.timeout
-        )
-    except requests.Timeout as exc:  # includes ConnectTimeout (also a ConnectionError)
-        raise LMTimeout(f"{plan.model}: timed out after {plan.timeout}s: {exc}") from exc
-    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-        raise LMConnectionError(f"{plan.model}: connection failed: {exc}") from exc
-    except (
-        requests.exceptions.InvalidURL,
-        requests.exceptions.MissingSchema,
-        requests.exceptions.InvalidSchema,
-        requests.exceptions.InvalidHeader,
-        requests.TooManyRedirects,
-    ) as exc:
-        raise LMBadRequest(f"{plan.model}: unusable request: {exc}") from exc
-    except requests.RequestException as exc:  # ContentDecodingError and the like
-        raise LMConnectionError(f"{plan.model}: request failed: {exc}") from exc
-    latency = time.perf_counter() - started
-    try:
-        if 200 <= response.status_code < 300:
-            return _parse_completion(response, plan, latency)
-        raise _status_error(response, plan)
+        response, raw = _exchange(session, plan, clock)
     finally:
-        response.close()
+        activate(previous)
+    latency = time.perf_counter() - started
+    status = response.status_code
+    if 200 <= status < 300:
+        try:
+            return completion_from_body(
+                raw, status, _retry_after_of(response.headers), plan, latency
+            )
+        except LMTruncated as exc:
+            logger.warning(
+                "lm.truncated", lm=plan.label, partial_chars=exc.partial_length, status=status
+            )
+            raise
+    reason = response.reason if isinstance(response.reason, str) else ""
+    raise status_error(status, raw, reason, _retry_after_of(response.headers), plan)

@@ -38,6 +38,9 @@ class RetryPolicy(BaseModel):
       never shortened, and is not capped by ``max_delay`` (the deadline decides).
     - ``deadline`` (> 0 or ``None``): seconds for the whole call, all attempts and
       waits included; no retry is started whose wait would reach it.
+    - ``retry_also``: error classes retried although their class says
+      ``retryable = False``, e.g. ``(dx.LMTruncated,)`` (useful with a non-zero
+      temperature); by default none.
 
     Raises :class:`pydantic.ValidationError` for negative or non-finite numbers.
     """
@@ -49,6 +52,7 @@ class RetryPolicy(BaseModel):
     max_delay: float = Field(default=20.0, ge=0.0)
     jitter: float = Field(default=0.5, ge=0.0, le=1.0)
     deadline: float | None = Field(default=60.0, gt=0.0)
+    retry_also: tuple[type[LMError], ...] = ()
 
     @field_validator("base_delay", "max_delay", "jitter", "deadline")
     @classmethod
@@ -88,6 +92,13 @@ class RetryPolicy(BaseModel):
         floor = self._retry_after(error)
         return max(wait, floor) if floor is not None else wait
 
+    def retries(self, error: BaseException) -> bool:
+        """Whether ``error`` is of a kind this policy retries: a retryable
+        :class:`LMError`, or one of ``retry_also``."""
+        if not isinstance(error, LMError):
+            return False
+        return error.retryable or isinstance(error, self.retry_also)
+
     def should_retry(
         self,
         attempt: int,
@@ -97,12 +108,12 @@ class RetryPolicy(BaseModel):
     ) -> bool:
         """Whether to retry after failed attempt ``attempt`` (1-based).
 
-        False when ``error`` is not a retryable :class:`LMError`, when ``attempt``
+        False when :meth:`retries` says no for ``error``, when ``attempt``
         reached ``max_attempts``, or when ``elapsed`` (seconds since the call began)
         plus the wait would reach the deadline. The wait is ``delay`` if given (pass
         the value :meth:`delay` returned), else :meth:`min_delay`.
         """
-        if not isinstance(error, LMError) or not error.retryable:
+        if not self.retries(error):
             return False
         if attempt >= self.max_attempts:
             return False
@@ -117,7 +128,7 @@ class RetryPolicy(BaseModel):
     ) -> float | None:
         """:meth:`delay` and :meth:`should_retry` in one: the seconds to wait before
         the next attempt, or ``None`` to give up and raise ``error``."""
-        if not isinstance(error, LMError) or not error.retryable:
+        if not self.retries(error):
             return None
         wait = self.delay(attempt, error, rng)
         return wait if self.should_retry(attempt, error, elapsed, delay=wait) else None

@@ -11,9 +11,14 @@ from dspex_actors.primitives._errors import (
     LMBadRequest,
     LMConnectionError,
     LMError,
+    LMQuotaExceeded,
     LMRateLimited,
+    LMRefused,
+    LMResponseTooLarge,
     LMServerError,
     LMTimeout,
+    LMTruncated,
+    excerpt,
 )
 from dspex_actors.primitives._example import Completions, Example, Prediction
 from dspex_actors.primitives._log import logger
@@ -29,9 +34,14 @@ __all__ = [
     "LMBadRequest",
     "LMConnectionError",
     "LMError",
+    "LMQuotaExceeded",
     "LMRateLimited",
+    "LMRefused",
+    "LMResponseTooLarge",
     "LMServerError",
     "LMTimeout",
+    "LMTruncated",
     "Prediction",
+    "excerpt",
     "logger",
 ]

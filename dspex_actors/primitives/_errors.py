@@ -6,26 +6,34 @@ carries the HTTP status when there was one and how many attempts were made befor
 the error was given to the caller (:attr:`LMError.attempts`, updated by the retry
 loop).
 
-Mapping from what happened on the wire to the class (see ``_lm.execute_plan``):
+Mapping from what happened on the wire to the class (see ``dspex_actors.lm.execute_plan``):
 
-================================================  ========================  =========
-what happened                                     class                     retryable
-================================================  ========================  =========
-HTTP 429                                          :class:`LMRateLimited`    yes
-HTTP 5xx                                          :class:`LMServerError`    yes
-HTTP 2xx whose body is not a chat completion      :class:`LMServerError`    yes
+==================================================  ===========================  =========
+what happened                                       class                        retryable
+==================================================  ===========================  =========
+HTTP 429, or a 200 whose ``error`` is a rate limit  :class:`LMRateLimited`       yes
+HTTP 429/200 with ``insufficient_quota``            :class:`LMQuotaExceeded`     no
+HTTP 5xx, or a 200 whose ``error`` is server-side   :class:`LMServerError`       yes
+HTTP 2xx whose body is not a chat completion        :class:`LMServerError`       yes
 (not JSON, no ``choices``...)
-HTTP 408, connect/read timeout                    :class:`LMTimeout`        yes
-connection refused/reset/dropped mid-body         :class:`LMConnectionError` yes
-other HTTP 4xx, invalid URL, redirect loop       :class:`LMBadRequest`     no
-circuit breaker open                              :class:`CircuitOpen`      no
-completion text does not parse                    :class:`AdapterParseError` no
-overall deadline passed                           :class:`DeadlineExceeded` no
-================================================  ========================  =========
+body larger than ``LM.max_response_bytes``          :class:`LMResponseTooLarge`  no
+``finish_reason == "length"`` (cut answer)          :class:`LMTruncated`         no
+refusal, or ``finish_reason == "content_filter"``   :class:`LMRefused`           no
+HTTP 408, connect/read timeout, attempt time limit  :class:`LMTimeout`           yes
+connection refused/reset/dropped mid-body           :class:`LMConnectionError`   yes
+other HTTP 4xx, invalid URL, redirect loop          :class:`LMBadRequest`        no
+circuit breaker open                                :class:`CircuitOpen`         no
+completion text does not parse                      :class:`AdapterParseError`   no
+overall deadline passed                             :class:`DeadlineExceeded`    no
+==================================================  ===========================  =========
 
 A complete HTTP response that is not a valid completion is an :class:`LMServerError`
 (the server answered, wrongly); :class:`LMConnectionError` is kept for failures where
 no complete response arrived. Both are retryable and both count for the breaker.
+
+Texts carried by errors (messages, ``AdapterParseError.text``,
+``LMTruncated.partial_text``) are bounded excerpts: :data:`MAX_EXCERPT_CHARS` characters
+at most, the full length kept beside them.
 
 All errors are plain data: they can be copied and pickled (pykka passes them between
 threads as objects; pickling is only used by tools such as multiprocessing).
@@ -36,16 +44,39 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "MAX_EXCERPT_CHARS",
     "AdapterParseError",
     "CircuitOpen",
     "DeadlineExceeded",
     "LMBadRequest",
     "LMConnectionError",
     "LMError",
+    "LMQuotaExceeded",
     "LMRateLimited",
+    "LMRefused",
+    "LMResponseTooLarge",
     "LMServerError",
     "LMTimeout",
+    "LMTruncated",
+    "excerpt",
 ]
+
+MAX_EXCERPT_CHARS = 2000
+"""The longest text an error keeps (a head and a tail of the original, see :func:`excerpt`)."""
+
+_TAIL_CHARS = 500
+
+
+def excerpt(text: str, limit: int = MAX_EXCERPT_CHARS) -> str:
+    """``text`` if it has at most ``limit`` characters, else its head and its last
+    500 characters (or a quarter of ``limit``) around a ``[... N characters omitted ...]``
+    marker, so the result stays near ``limit``. Pure; never raises for a str."""
+    if len(text) <= limit:
+        return text
+    tail = min(_TAIL_CHARS, limit // 4)
+    omitted = len(text) - (limit - tail)
+    head = text[: limit - tail]
+    return f"{head}[... {omitted} characters omitted ...]{text[len(text) - tail :] if tail else ''}"
 
 
 def _rebuild(cls: type[LMError], args: tuple[Any, ...], state: dict[str, Any]) -> LMError:
@@ -140,8 +171,21 @@ class LMRateLimited(_HasRetryAfter):
     default_status = 429
 
 
+class LMQuotaExceeded(LMRateLimited):
+    """The account is out of quota or credit (``insufficient_quota``, in a 429 or in
+    the ``error`` object of a 200).
+
+    An :class:`LMRateLimited` (code that catches 429s still catches it, as the
+    ``openai`` SDK's ``RateLimitError`` does), but **not retryable**: waiting does not
+    refill a quota. Does not count for the circuit breaker.
+    """
+
+    retryable = False
+
+
 class LMServerError(LMError):
-    """HTTP 5xx, or a 2xx response whose body is not a valid chat completion.
+    """HTTP 5xx, a 2xx response whose body is not a valid chat completion, or a 200
+    whose ``error`` object is a server error (or of an unknown type).
 
     Retryable; counts as a failure for the circuit breaker.
     """
@@ -149,8 +193,81 @@ class LMServerError(LMError):
     retryable = True
 
 
+class LMResponseTooLarge(LMServerError):
+    """The response body passed ``LM.max_response_bytes`` (its ``Content-Length``
+    said so, or the bytes read did); reading stopped there and the connection was
+    closed. ``limit`` is the cap in bytes.
+
+    Not retryable (the same request would most likely get the same body); counts
+    as a failure for the circuit breaker, like any broken response.
+    """
+
+    retryable = False
+
+    def __init__(
+        self, message: str = "", *, limit: int, status: int | None = None, attempts: int = 1
+    ) -> None:
+        super().__init__(message, status=status, attempts=attempts)
+        self.limit = limit
+
+
+class LMTruncated(LMError):
+    """The completion was cut by the token limit (``finish_reason == "length"``).
+
+    ``partial_text`` is an excerpt (at most :data:`MAX_EXCERPT_CHARS` characters) of
+    what the model wrote before the cut, ``partial_length`` its full length in
+    characters, ``finish_reason`` the server's value. The cut answer is never
+    returned nor cached. Not retryable by default (the same request gives the same
+    cut); ``RetryPolicy(retry_also=(LMTruncated,))`` retries it. Does not count for
+    the circuit breaker. Raise ``max_tokens`` to avoid it.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        partial_text: str = "",
+        finish_reason: str | None = "length",
+        status: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, status=status, attempts=attempts)
+        self.partial_text = excerpt(partial_text)
+        self.partial_length = len(partial_text)
+        self.finish_reason = finish_reason
+
+
+class LMRefused(LMError):
+    """The model refused (``message.refusal`` set, usually with ``content: null``) or
+    the provider's content filter stopped it (``finish_reason == "content_filter"``).
+
+    ``refusal`` is the refusal text (an excerpt; ``""`` when the server sent none),
+    ``finish_reason`` the server's value. Never retried; does not count for the
+    circuit breaker.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        refusal: str = "",
+        finish_reason: str | None = None,
+        status: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, status=status, attempts=attempts)
+        self.refusal = excerpt(refusal)
+        self.finish_reason = finish_reason
+
+
 class LMTimeout(LMError):
-    """Connect or read timeout (no ``status``), or HTTP 408 Request Timeout.
+    """Connect or read timeout, or the attempt's total time limit
+    (``LM.attempt_timeout``) passed (no ``status``), or HTTP 408 Request Timeout.
+    The message says which one fired and after how many seconds.
 
     Retryable; counts as a failure for the circuit breaker.
     """
@@ -189,15 +306,18 @@ class CircuitOpen(_HasRetryAfter):
 class AdapterParseError(LMError):
     """The completion text could not be parsed into the signature's output fields.
 
-    ``text`` is the raw completion text, kept for debugging and for fallback adapters.
-    Not retried by the LM retry loop (adapters have their own fallback).
+    ``text`` is the raw completion text, kept for debugging: the whole text when it
+    has at most :data:`MAX_EXCERPT_CHARS` characters, else a head-and-tail excerpt;
+    ``text_length`` is the full length. Not retried by the LM retry loop (adapters
+    have their own fallback).
     """
 
     retryable = False
 
     def __init__(self, message: str, *, text: str, attempts: int = 1) -> None:
         super().__init__(message, attempts=attempts)
-        self.text = text
+        self.text = excerpt(text)
+        self.text_length = len(text)
 
     def _details(self) -> list[str]:
         details = super()._details()
@@ -209,7 +329,9 @@ class AdapterParseError(LMError):
 class DeadlineExceeded(LMError):
     """The overall per-request deadline passed before a successful attempt.
 
-    Not retryable (the deadline is the budget for all retries).
+    Raised by the program (in a backoff, a rate-limit wait, or waiting on a worker)
+    or by the I/O worker itself when the deadline cut its attempt short (it then
+    closed the connection). Not retryable (the deadline is the budget for all retries).
     """
 
     retryable = False

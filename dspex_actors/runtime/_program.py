@@ -295,7 +295,7 @@ class ProgramActor(sv.Actor):
         return Prediction(**parsed)
 
     def _key(self, lm: LM, messages: list[dict[str, Any]], overrides: dict[str, Any]) -> str:
-        return cache_key(lm.wire_model, messages, lm.request_params(**overrides))
+        return cache_key(lm.wire_model, messages, lm.request_params(**overrides), lm.cache_endpoint)
 
     def _cache_get(self, key: str) -> Any:
         name = self.runtime.cache_name
@@ -406,12 +406,11 @@ class ProgramActor(sv.Actor):
 
     def _attempt(self, planned: Planned, client: sv.NamedRef) -> Completion | LMError:
         call_id = next(_call_ids)
+        plan = planned.plan.within(self.remaining())  # the worker closes the socket at the deadline
         # Linked (a killed program takes its workers down) and monitored from
         # birth, with its work already in its mailbox: one wake-up, no gap.
         with sv.spawn_options(link=self, monitor=self, first_message=Perform()) as options:
-            worker_ref = IOWorker.start(
-                planned.plan, planned.session, self.actor_ref, client, call_id
-            )
+            worker_ref = IOWorker.start(plan, planned.session, self.actor_ref, client, call_id)
         worker = sv.actor_of(worker_ref)
         mref = options.monitor_ref
         assert worker is not None and mref is not None

@@ -70,12 +70,18 @@ def test_key_excludes_api_key_and_base() -> None:
     )
 
 
-def test_same_request_with_different_keys_and_endpoints_shares_a_key() -> None:
+def test_same_request_with_different_keys_shares_a_key_but_not_across_endpoints() -> None:
     a = LM("openai/m", api_base="http://one/v1", api_key="sk-one")
+    a2 = LM("openai/m", api_base="http://one/v1/", api_key="sk-other")
     b = LM("openai/m", api_base="http://two/v1", api_key="sk-two")
-    assert cache_key(a.model, MESSAGES, a.request_params()) == cache_key(
-        b.model, MESSAGES, b.request_params()
-    )
+
+    def key(lm: LM) -> str:
+        return cache_key(lm.model, MESSAGES, lm.request_params(), lm.cache_endpoint)
+
+    assert key(a) == key(a2)  # the key is not part of it, nor a trailing slash
+    assert key(a) != key(b)  # another server's answers are not ours
+    shared = [lm.model_copy(update={"cache_scope": "team"}) for lm in (a, b)]
+    assert key(shared[0]) == key(shared[1])  # shared on purpose
 
 
 def test_key_handles_unicode_and_rejects_non_json() -> None:

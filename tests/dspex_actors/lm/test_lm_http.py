@@ -454,7 +454,6 @@ def test_connection_failures_raise_lm_connection_error(
         json.dumps({"object": "chat.completion", "choices": []}),
         json.dumps({"choices": [{"index": 0}]}),
         json.dumps([1, 2]),
-        json.dumps({"error": {"message": "proxy says no"}}),
     ],
 )
 def test_malformed_200_body_is_a_retryable_server_error(

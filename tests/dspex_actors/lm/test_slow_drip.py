@@ -1,0 +1,89 @@
+"""A server that drips its answer cannot keep a connection past the attempt's limit.
+
+The read timeout alone is per read: at 1 byte/s it never fires. The attempt's total
+limit (``LM.attempt_timeout``, and in a running system the request deadline) closes
+the connection, and the server sees it closed. Bounds are generous (2 cores shared
+with other jobs); what they check is "seconds after the limit", not "60 s later".
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import dspex_actors as dx
+from dspex_actors.lm import build_plan, execute_plan, make_session
+from tests.dspex_actors.lm._loopback import DripServer
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def _wait_for_close(server: DripServer, timeout: float) -> None:
+    limit = time.monotonic() + timeout
+    while not server.closed and time.monotonic() < limit:
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("mode", ["body", "headers"])
+def test_a_dripping_server_is_cut_at_attempt_timeout_and_the_connection_closed(
+    mode: str,
+) -> None:
+    with DripServer(mode=mode, interval=1.0) as server:
+        lm = dx.LM("openai/m", api_base=server.api_base, timeout=3.0, attempt_timeout=2.0)
+        started = time.monotonic()
+        with make_session(1) as session, pytest.raises(dx.LMTimeout) as info:
+            execute_plan(session, build_plan(lm, MESSAGES))
+        elapsed = time.monotonic() - started
+        _wait_for_close(server, 5.0)
+        assert 1.9 <= elapsed < 4.0  # the 3 s read timeout never fired: a byte came each second
+        assert server.closed, "the server never saw the connection close"
+        assert server.closed[0] - started < 4.5
+        message = str(info.value)
+        assert "no complete response within 2 s" in message
+        assert "connection closed" in message
+        assert f"openai/m at {server.api_base}" in message
+
+
+def test_a_dripping_server_is_cut_at_the_request_deadline_in_a_running_system() -> None:
+    # The issue's case: 1 byte/s, a 3 s read timeout, a short deadline. Before, the
+    # caller got DeadlineExceeded at the deadline but the connection stayed open.
+    with (
+        DripServer(mode="body", interval=1.0) as server,
+        dx.start(
+            lm=dx.LM("openai/m", api_base=server.api_base, timeout=3.0),
+            retry=dx.RetryPolicy(deadline=2.5),
+            cache=False,
+            name="drip",
+            configure_logs=False,
+        ),
+    ):
+        started = time.monotonic()
+        with pytest.raises(dx.DeadlineExceeded):
+            dx.Predict("question -> answer")(question="slow?")
+        elapsed = time.monotonic() - started
+        _wait_for_close(server, 5.0)
+        assert elapsed < 4.0
+        assert len(server.opened) == 1
+        assert server.closed, "the connection outlived the request deadline"
+        assert server.closed[0] - started < 4.0
+
+
+def test_the_deadline_cut_says_it_was_the_deadline_and_closes_the_connection() -> None:
+    with DripServer(mode="headers", interval=1.0) as server:
+        lm = dx.LM("openai/m", api_base=server.api_base, timeout=3.0)
+        plan = build_plan(lm, MESSAGES).within(1.5)
+        assert plan.attempt_limit == "deadline"
+        with make_session(1) as session, pytest.raises(dx.DeadlineExceeded) as info:
+            execute_plan(session, plan)
+        _wait_for_close(server, 5.0)
+        assert server.closed
+        assert "request deadline" in str(info.value)
+        assert "connection closed" in str(info.value)
+
+
+def test_within_keeps_a_shorter_attempt_timeout() -> None:
+    lm = dx.LM("openai/m", api_base="http://127.0.0.1:9/v1", attempt_timeout=1.0)
+    plan = build_plan(lm, MESSAGES)
+    assert plan.within(30.0) is plan
+    assert plan.within(0.5).attempt_timeout == pytest.approx(0.45)
