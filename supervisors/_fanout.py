@@ -36,7 +36,7 @@ from pykka import ActorDeadError, ActorRef
 from supervisors._errors import Timeout
 from supervisors._lifecycle import kill
 from supervisors._messages import Exit, Ok
-from supervisors._timer import TimerHandle, call_later
+from supervisors._timer import TimerHandle, call_at
 
 __all__ = ["FanOut", "Settled", "Slot", "fan_out"]
 
@@ -235,7 +235,7 @@ class FanOut(Generic[T]):
                     return None
                 self._receive(wait)
         except BaseException:
-            self.close()
+            self._abort()
             raise
 
     def fill(self) -> int:
@@ -257,6 +257,8 @@ class FanOut(Generic[T]):
                 continue
             self._start(item)
             started += 1
+            if self._notify is not None:
+                self._arm()
 
     def _start(self, item: T) -> None:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
@@ -269,7 +271,7 @@ class FanOut(Generic[T]):
         try:
             ref = self._launch(item, slot)
         except Exception as exc:
-            self._settle(slot, Exit(exc), notify=False)
+            self._settle(slot, Exit(exc))
             return
         with self._lock:
             slot.ref = ref
@@ -373,10 +375,10 @@ class FanOut(Generic[T]):
             if slot.ref is not None:
                 _kill(slot.ref, "timeout", quiet=False)
         if late and self._on_timeout == "raise":
-            self.close()
+            self._abort()
             raise Timeout(f"an item of a fan-out did not finish within {self.timeout} s")
 
-    def _settle(self, slot: Slot[T], outcome: Outcome, *, notify: bool = True) -> bool:
+    def _settle(self, slot: Slot[T], outcome: Outcome) -> bool:
         """Record ``slot``'s answer once (any thread); ``False`` if it was settled already."""
         with self._lock:
             if slot.settled:
@@ -385,7 +387,7 @@ class FanOut(Generic[T]):
             self._running.pop(slot.index, None)
             self._in_sink += 1
             self._sink.put((slot, outcome))
-        if notify and self._notify is not None:
+        if self._notify is not None:
             self._notify()
         return True
 
@@ -401,7 +403,7 @@ class FanOut(Generic[T]):
             timer.cancel()
         self._timer = None
         if earliest is not None:
-            self._timer = call_later(earliest - time.monotonic(), self._notify)
+            self._timer = call_at(earliest, self._notify)
 
     # ------------------------------------------------------------------ ending
 
@@ -409,9 +411,31 @@ class FanOut(Generic[T]):
         """Kill every item still running and end the fan-out; any thread, idempotent.
 
         Items not started yet are dropped. Returns the results that had finished
-        but were not taken yet (each returned once over all calls): finished work
-        the consumer may still want to keep.
+        but were not taken yet (each returned once over all calls, also after the
+        fan-out ended itself on an exception): finished work the consumer may
+        still want to keep.
         """
+        self._cancel_all()
+        with self._lock:
+            leftover, self._leftover = self._leftover, []
+        return leftover
+
+    def close(self) -> None:
+        """Cancel (dropping unconsumed results) and wait a moment for the actors to end.
+
+        Waits at most :data:`LINGER` seconds in all for actors that already answered
+        and are ending. Consumer's thread.
+        """
+        self.cancel()
+        self._finish()
+
+    def _abort(self) -> None:
+        """The consumer's wait ended in an exception: cancel, keeping the finished results."""
+        self._cancel_all()
+        self._finish()
+
+    def _cancel_all(self) -> None:
+        """Kill what runs; move every result not taken yet to ``_leftover``."""
         with self._lock:
             self._cancelled = True
             self._sources.clear()
@@ -439,17 +463,7 @@ class FanOut(Generic[T]):
         if self.ordered:
             ready.sort(key=lambda r: r.index)
         with self._lock:
-            leftover, self._leftover = [*self._leftover, *ready], []
-        return leftover
-
-    def close(self) -> None:
-        """Cancel (dropping unconsumed results) and wait a moment for the actors to end.
-
-        Waits at most :data:`LINGER` seconds in all for actors that already answered
-        and are ending. Consumer's thread.
-        """
-        self.cancel()
-        self._finish()
+            self._leftover.extend(ready)
 
     def _finish(self) -> None:
         """The end: no more wake-ups; wait for the actors that answered to be gone."""

@@ -1,4 +1,4 @@
-"""One shared timer thread: :func:`call_later` runs a callback after a delay.
+"""One shared timer thread: :func:`call_later` / :func:`call_at` run a callback later.
 
 What Erlang's ``erlang:send_after`` gives a process that cannot block: a wake-up
 at a time. Used by :class:`~supervisors.FanOut` to wake a consumer that is an
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from supervisors._log import describe_reason, logger
 
-__all__ = ["IDLE_TIMEOUT", "TimerHandle", "call_later"]
+__all__ = ["IDLE_TIMEOUT", "TimerHandle", "call_at", "call_later"]
 
 IDLE_TIMEOUT = 1.0
 """Seconds the timer thread waits with no timer pending before it exits."""
@@ -41,13 +41,20 @@ class TimerHandle:
 
     def cancel(self) -> None:
         """Do not run the callback (a no-op if it already ran)."""
-        self.cancelled = True
+        with _cond:
+            self.cancelled = True
+            _cond.notify()  # the thread forgets it now (and exits if nothing else is due)
 
 
 def call_later(delay: float, callback: Callable[[], None]) -> TimerHandle:
     """Run ``callback()`` in the timer thread ``delay`` seconds from now (at the earliest)."""
+    return call_at(time.monotonic() + max(0.0, delay), callback)
+
+
+def call_at(when: float, callback: Callable[[], None]) -> TimerHandle:
+    """Run ``callback()`` in the timer thread at ``time.monotonic() == when`` (at the earliest)."""
     global _thread
-    handle = TimerHandle(time.monotonic() + max(0.0, delay), callback)
+    handle = TimerHandle(when, callback)
     with _cond:
         heapq.heappush(_heap, (handle.when, next(_order), handle))
         if _thread is None:

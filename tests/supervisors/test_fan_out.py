@@ -290,14 +290,16 @@ def test_keyboard_interrupt_in_the_consumer_loop_cancels_the_rest(gate: threadin
 
 
 def test_ctrl_c_while_the_consumer_waits_cancels_the_rest(gate: threading.Event) -> None:
-    launcher = Launcher(lambda x: gate.wait(5))
-    fan = sv.fan_out(range(20), launcher, max_concurrency=4)
+    launcher = Launcher(lambda x: x if x == 1 else gate.wait(5))
+    fan = sv.fan_out(range(20), launcher, max_concurrency=4, ordered=True)
     timer = threading.Timer(0.2, _thread.interrupt_main)
     timer.start()
     with pytest.raises(KeyboardInterrupt):
         list(fan)  # no `with`: the engine cancels on the interrupt by itself
     timer.join()
     assert fan.cancelled and launcher.started == 4 and launcher.alive() == []
+    # Item 1 had finished (waiting behind item 0): the consumer may still keep it.
+    assert [(r.index, r.outcome) for r in fan.cancel()] == [(1, sv.Ok(1))]
 
 
 # ---------------------------------------------------------- actor consumers
