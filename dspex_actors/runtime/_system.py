@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import structlog
 
@@ -24,10 +24,10 @@ import supervisors as sv
 from dspex_actors.cache import CacheActor, CacheClear, CacheConfig
 from dspex_actors.lm import LM, LMClient, LMCounters, RetryPolicy
 from dspex_actors.primitives import GetStats
-from dspex_actors.runtime._program import Runtime, run_in_program, run_many
+from dspex_actors.runtime._fanout import Call, program_stream, run_many
+from dspex_actors.runtime._program import Runtime, run_in_program
 
 if TYPE_CHECKING:  # ActorSystem.compile (compile jobs live in dspex_actors.optimize._compile)
-    from collections.abc import Sequence
     from pathlib import Path
 
     from dspex_actors.modules import Module
@@ -38,6 +38,8 @@ __all__ = ["ActorSystem", "NoSystemError", "current_system", "start"]
 
 DEFAULT_REQUEST_TIMEOUT = 60.0
 """Per-request deadline (seconds) when the retry policy sets none."""
+
+T = TypeVar("T")
 
 _systems: list[ActorSystem] = []
 _systems_lock = threading.Lock()
@@ -145,6 +147,17 @@ class ActorSystem:
 
     # ----------------------------------------------------------------- access
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` was called (nothing new may run)."""
+        return self._closed
+
+    def request_timeout(self, timeout: float | None = None) -> float:
+        """``timeout``, else the retry policy's deadline, else 60 s: a request's deadline."""
+        if timeout is not None:
+            return timeout
+        return self.retry.deadline or DEFAULT_REQUEST_TIMEOUT
+
     def lm(self, name: str = "default") -> sv.NamedRef:
         """The named ref of the LM client called ``name`` (resolved on every send)."""
         if name not in self._lm_names:
@@ -225,18 +238,56 @@ class ActorSystem:
         item's failure). ``on_result(index, result)`` runs in the calling thread as
         items finish.
         """
-        if self._closed:
-            raise RuntimeError(f"actor system {self.name!r} is shut down")
-        limit = timeout if timeout is not None else (self.retry.deadline or DEFAULT_REQUEST_TIMEOUT)
+        self._check_open()
         return run_many(
             self.runtime,
             self._programs_name,
             module,
             [dict(i) for i in inputs],
             max_concurrency=max_concurrency,
-            timeout=limit,
+            timeout=self.request_timeout(timeout),
             on_result=on_result,
         )
+
+    def fan_out(
+        self,
+        items: Iterable[T],
+        call: Callable[[T], Call],
+        *,
+        max_concurrency: int = 16,
+        timeout: float | None = None,
+        ordered: bool = True,
+        notify: Callable[[], None] | None = None,
+    ) -> sv.FanOut[T]:
+        """Run ``call(item)`` = ``(module, inputs)`` for each item, each in its own program actor.
+
+        The ``sv.fan_out`` engine: at most ``max_concurrency`` unfinished (a result
+        not taken yet holds its slot), results as ``sv.Settled`` in input order
+        (``ordered``) or as they finish, each request with ``timeout`` (default:
+        :meth:`request_timeout`) and its program killed a moment after that;
+        ``cancel()``, leaving a ``with`` block or Ctrl-C kill what still runs.
+        ``dspex_actors.runtime.call_result(settled.outcome, timeout)`` gives each
+        call's result or exception. Consumed in the calling thread (or, with
+        ``notify``, by an actor calling ``get(0)``).
+
+        Raises:
+            RuntimeError: the system is shut down.
+        """
+        self._check_open()
+        return program_stream(
+            self.runtime,
+            self._programs_name,
+            items,
+            call,
+            max_concurrency=max_concurrency,
+            timeout=self.request_timeout(timeout),
+            ordered=ordered,
+            notify=notify,
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"actor system {self.name!r} is shut down")
 
     # ----------------------------------------------------------- introspection
 
