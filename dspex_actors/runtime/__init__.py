@@ -11,6 +11,7 @@ from dspex_actors.runtime._messages import Cancel
 from dspex_actors.runtime._program import current_program, run_in_program
 from dspex_actors.runtime._system import (
     ActorSystem,
+    Compiler,
     NoSystemError,
     current_system,
     start,
@@ -19,6 +20,7 @@ from dspex_actors.runtime._system import (
 __all__ = [
     "ActorSystem",
     "Cancel",
+    "Compiler",
     "NoSystemError",
     "call_result",
     "current_program",

@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 import structlog
 
@@ -27,19 +27,15 @@ from dspex_actors.primitives import GetStats
 from dspex_actors.runtime._fanout import Call, program_stream, run_many
 from dspex_actors.runtime._program import Runtime, run_in_program
 
-if TYPE_CHECKING:  # ActorSystem.compile (compile jobs live in dspex_actors.optimize._compile)
-    from pathlib import Path
-
-    from dspex_actors.modules import Module
-    from dspex_actors.optimize import Job, Teleprompter
-    from dspex_actors.primitives import Example
-
-__all__ = ["ActorSystem", "NoSystemError", "current_system", "start"]
+__all__ = ["ActorSystem", "Compiler", "NoSystemError", "current_system", "start"]
 
 DEFAULT_REQUEST_TIMEOUT = 60.0
 """Per-request deadline (seconds) when the retry policy sets none."""
 
 T = TypeVar("T")
+P = ParamSpec("P")
+J_co = TypeVar("J_co", covariant=True)
+J = TypeVar("J")
 
 _systems: list[ActorSystem] = []
 _systems_lock = threading.Lock()
@@ -47,6 +43,18 @@ _systems_lock = threading.Lock()
 
 class NoSystemError(RuntimeError):
     """A module was called with no running :class:`ActorSystem` (call ``dx.start()``)."""
+
+
+class Compiler(Protocol[P, J_co]):
+    """What :meth:`ActorSystem.compile` accepts: an optimizer that starts a job in a system.
+
+    ``start_job(system, **options)`` starts the job under ``system`` and returns
+    its handle at once (``dx.Teleprompter`` returns a ``dx.Job``). Generic in the
+    options and the handle, so ``system.compile(tp, ...)`` keeps both typed. The
+    runtime knows nothing else of optimizers (they are a layer above it).
+    """
+
+    def start_job(self, system: ActorSystem, /, *args: P.args, **kwargs: P.kwargs) -> J_co: ...
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -197,31 +205,22 @@ class ActorSystem:
             self.runtime, self._programs_name, module, dict(inputs), timeout=limit
         )
 
-    def compile(
-        self,
-        teleprompter: Teleprompter,
-        *,
-        student: Module,
-        trainset: Sequence[Example],
-        teacher: Module | None = None,
-        valset: Sequence[Example] | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> Job:
-        """Start a compile job under ``teleprompters`` and return its :class:`Job` at once.
+    def compile(self, teleprompter: Compiler[P, J], /, *args: P.args, **kwargs: P.kwargs) -> J:
+        """Start a compile job under ``teleprompters`` and return its handle at once.
 
-        See :func:`dspex_actors.optimize._compile.start_job` (argument checks raise here).
+        ``system.compile(tp, student=..., trainset=..., teacher=None, valset=None,
+        checkpoint_dir=None)`` for the dx teleprompters: it calls
+        ``tp.start_job(system, ...)`` (see :class:`Compiler`); argument checks
+        raise here, in the caller's thread.
+
+        Raises:
+            RuntimeError: the system is shut down.
+            TypeError: ``teleprompter`` has no ``start_job``.
         """
-        from dspex_actors.optimize import start_job
-
-        return start_job(
-            self,
-            teleprompter,
-            student=student,
-            trainset=trainset,
-            teacher=teacher,
-            valset=valset,
-            checkpoint_dir=checkpoint_dir,
-        )
+        self._check_open()
+        if not callable(getattr(teleprompter, "start_job", None)):
+            raise TypeError(f"expected a dx teleprompter, got {type(teleprompter).__name__}")
+        return teleprompter.start_job(self, *args, **kwargs)
 
     def run_many(
         self,

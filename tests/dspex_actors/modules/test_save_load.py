@@ -18,8 +18,7 @@ from typing import Any, Literal
 import pytest
 
 import dspex_actors as dx
-from dspex_actors.optimize._evaluate import Evaluate
-from dspex_actors.optimize._teleprompt import BootstrapFewShot
+from dspex_actors.optimize import BootstrapFewShot, Evaluate
 from dspex_actors.testing._rule_server import RuleBasedLMServer
 from tests.paths import DSPY_FIXTURES
 
