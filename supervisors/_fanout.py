@@ -182,7 +182,7 @@ class FanOut(Generic[T]):
 
     @property
     def exhausted(self) -> bool:
-        """Nothing left: no item waiting to start, running, or waiting to be taken."""
+        """Cancelled, or nothing left: no item waiting to start, running or to be taken."""
         with self._lock:
             return self._cancelled or (not self._sources and self._held() == 0)
 

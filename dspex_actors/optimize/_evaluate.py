@@ -256,13 +256,18 @@ class Evaluate:
         limit = system.request_timeout(self.timeout)
         tally = self._start(resume)
         todo = [index for index in range(len(self.devset)) if index not in tally.rows]
-        requests = system.fan_out(
-            todo,
-            lambda index: self._call(program, index),
-            max_concurrency=self.max_concurrency,
-            timeout=limit,
-            ordered=False,
-        )
+        try:
+            requests = system.fan_out(
+                todo,
+                lambda index: self._call(program, index),
+                max_concurrency=self.max_concurrency,
+                timeout=limit,
+                ordered=False,
+            )
+        except BaseException:  # the system is shut down
+            if tally.writer is not None:
+                tally.writer.close()
+            raise
         ctrl_c = _CtrlC()
         try:
             ctrl_c.install()
