@@ -54,6 +54,11 @@ class ScoredRun(Module):
         self.metric = metric
         self.example = example
 
+    @property
+    def signature(self) -> Any:
+        """The program's signature, if it has one (names the request in logs and the tree)."""
+        return getattr(self.program, "signature", None)
+
     def forward(self, **inputs: Any) -> Scored:
         prediction = self.program.forward(**inputs)
         try:
