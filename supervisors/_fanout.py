@@ -22,6 +22,7 @@ consumer waits kill every item still running.
 from __future__ import annotations
 
 import queue
+import signal
 import sys
 import threading
 import time
@@ -261,6 +262,7 @@ class FanOut(Generic[T]):
                 self._arm()
 
     def _start(self, item: T) -> None:
+        """Launch one item; a Ctrl-C meanwhile is raised once its actor is known (killable)."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         with self._lock:
             slot = Slot(self, self._next_index, item, deadline)
@@ -268,17 +270,21 @@ class FanOut(Generic[T]):
             self._running[slot.index] = slot
             if deadline is not None:
                 self._order.append(slot)
+        hold = _HoldInterrupts()
         try:
-            ref = self._launch(item, slot)
-        except Exception as exc:
-            self._settle(slot, Exit(exc))
-            return
-        with self._lock:
-            slot.ref = ref
-            orphan = self._cancelled and ref is not None
-        if orphan:
-            assert ref is not None
-            _kill(ref, "shutdown", quiet=True)  # cancelled from another thread meanwhile
+            try:
+                ref = self._launch(item, slot)
+            except Exception as exc:
+                self._settle(slot, Exit(exc))
+                return
+            with self._lock:
+                slot.ref = ref
+                orphan = self._cancelled and ref is not None
+            if orphan:
+                assert ref is not None
+                _kill(ref, "shutdown", quiet=True)  # cancelled from another thread meanwhile
+        finally:
+            hold.release()
 
     def _take(self) -> Settled[T] | None:
         """Move answers from the sink, expire late items, pop one result, refill the slots.
@@ -492,6 +498,38 @@ class FanOut(Generic[T]):
             f"<FanOut {state} in_flight={self.in_flight} buffered={self.buffered} "
             f"max_concurrency={self.max_concurrency}>"
         )
+
+
+class _HoldInterrupts:
+    """Holds a Ctrl-C back while the consumer launches an item, then raises it.
+
+    An interrupt that lands inside ``launch`` (after the actor started, before its
+    ref came back) would leave an actor nobody can kill. Only in the main thread
+    with Python's default SIGINT handler (elsewhere an interrupt is not ours to
+    move); :meth:`release` restores that handler.
+    """
+
+    __slots__ = ("_held", "_installed")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._installed = (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+        if self._installed:
+            signal.signal(signal.SIGINT, self._hold)
+
+    def _hold(self, signum: int, frame: object) -> None:
+        self._held = True
+
+    def release(self) -> None:
+        """Restore the default handler; raise ``KeyboardInterrupt`` if one came meanwhile."""
+        if self._installed:
+            self._installed = False
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if self._held:
+                raise KeyboardInterrupt
 
 
 def _kill(ref: ActorRef[Any], reason: str, *, quiet: bool) -> None:

@@ -78,6 +78,14 @@ class Gauge:
             self.now -= 1
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait (bounded) for ``condition``: items run in their own threads, on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.005)
+
+
 def job_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "sv:Job"]
 
@@ -108,7 +116,9 @@ def test_never_more_than_max_concurrency_items_run_at_once(gate: threading.Event
 
     launcher = Launcher(work)
     with sv.fan_out(range(20), launcher, max_concurrency=3) as fan:
-        assert fan.get(timeout=0.3) is None  # the first three are stuck on the gate
+        assert fan.get(timeout=0) is None  # starts the first three; they stick on the gate
+        wait_until(lambda: gauge.now == 3)
+        assert fan.get(timeout=0.2) is None
         assert launcher.started == 3 and fan.in_flight == 3 and gauge.now == 3
         gate.set()
         results = list(fan)
@@ -125,7 +135,9 @@ def test_results_come_in_input_order_and_wait_holding_their_slot(gate: threading
 
     launcher = Launcher(work)
     with sv.fan_out(range(6), launcher, max_concurrency=3, ordered=True) as fan:
-        assert fan.get(timeout=0.3) is None  # 1 and 2 finished, but 0 comes first
+        assert fan.get(timeout=0) is None
+        wait_until(lambda: fan.buffered == 2)  # 1 and 2 finished, but 0 comes first
+        assert fan.get(timeout=0.1) is None
         assert launcher.started == 3  # their finished results still hold their slots
         assert fan.in_flight == 1 and fan.buffered == 2
         gate.set()
@@ -176,7 +188,7 @@ def test_an_item_past_its_deadline_is_killed_and_reported_as_timeout(
         return x
 
     launcher = Launcher(work)
-    with sv.fan_out(range(3), launcher, max_concurrency=3, timeout=0.2) as fan:
+    with sv.fan_out(range(3), launcher, max_concurrency=3, timeout=1.0) as fan:
         results = [r.outcome for r in fan]
     assert results == [sv.Ok(0), sv.Exit("timeout"), sv.Ok(2)]
     late = sv.actor_of(launcher.refs[1])
@@ -246,7 +258,8 @@ def test_cancel_returns_the_results_that_finished_but_were_not_taken(
 
     launcher = Launcher(work)
     fan = sv.fan_out(range(5), launcher, max_concurrency=3, ordered=True)
-    assert fan.get(timeout=0.3) is None
+    assert fan.get(timeout=0) is None
+    wait_until(lambda: fan.buffered == 2)
     leftover = fan.cancel()
     assert [(r.index, r.outcome) for r in leftover] == [(1, sv.Ok(1)), (2, sv.Ok(2))]
     assert fan.cancel() == []  # each is handed out once
@@ -292,14 +305,35 @@ def test_keyboard_interrupt_in_the_consumer_loop_cancels_the_rest(gate: threadin
 def test_ctrl_c_while_the_consumer_waits_cancels_the_rest(gate: threading.Event) -> None:
     launcher = Launcher(lambda x: x if x == 1 else gate.wait(5))
     fan = sv.fan_out(range(20), launcher, max_concurrency=4, ordered=True)
-    timer = threading.Timer(0.2, _thread.interrupt_main)
-    timer.start()
+
+    def interrupt() -> None:  # Ctrl-C once item 1 has finished (it waits behind item 0)
+        wait_until(lambda: fan.buffered == 1)
+        _thread.interrupt_main()
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
     with pytest.raises(KeyboardInterrupt):
         list(fan)  # no `with`: the engine cancels on the interrupt by itself
-    timer.join()
+    interrupter.join()
     assert fan.cancelled and launcher.started == 4 and launcher.alive() == []
     # Item 1 had finished (waiting behind item 0): the consumer may still keep it.
     assert [(r.index, r.outcome) for r in fan.cancel()] == [(1, sv.Ok(1))]
+
+
+def test_ctrl_c_inside_a_launch_is_raised_once_its_actor_can_be_killed(
+    gate: threading.Event,
+) -> None:
+    inner = Launcher(lambda x: gate.wait(5))
+
+    def launch(item: int, slot: sv.Slot[int]) -> pykka.ActorRef[Any]:
+        ref = inner(item, slot)
+        if item == 1:
+            _thread.interrupt_main()  # lands after the actor started, before its ref is back
+        return ref
+
+    with pytest.raises(KeyboardInterrupt):
+        list(sv.fan_out(range(5), launch, max_concurrency=3))
+    assert inner.started == 2 and inner.alive() == []  # the actor of item 1 was killed too
 
 
 # ---------------------------------------------------------- actor consumers

@@ -53,10 +53,12 @@ class Stuck(dx.Module):
         self.marker = marker
         self.lock = threading.Lock()
         self.entered = 0
+        self.entries = threading.Semaphore(0)
 
     def forward(self, question: str) -> Any:  # type: ignore[override]
         with self.lock:
             self.entered += 1
+        self.entries.release()
         if self.marker in question:
             self.gate.wait(10)
         return self.qa(question=question)
@@ -73,9 +75,9 @@ def test_a_program_stuck_past_its_deadline_is_killed_and_fails_its_item(
     inputs[1] = {"question": "stuck forever"}
     started = time.monotonic()
 
-    results = Stuck(gate).batch(inputs, max_concurrency=4, timeout=0.3, return_exceptions=True)
+    results = Stuck(gate).batch(inputs, max_concurrency=4, timeout=1.5, return_exceptions=True)
 
-    assert time.monotonic() - started < 0.3 + GRACE + 3.0
+    assert time.monotonic() - started < 1.5 + GRACE + 3.0
     assert isinstance(results[1], dx.DeadlineExceeded)
     assert [r.answer for i, r in enumerate(results) if i != 1] == [
         "The answer is 1.",
@@ -89,11 +91,17 @@ def test_ctrl_c_during_a_batch_kills_its_programs(
     system: dx.ActorSystem, gate: threading.Event
 ) -> None:
     program = Stuck(gate, marker="?")
-    timer = threading.Timer(0.3, _thread.interrupt_main)
-    timer.start()
+
+    def interrupt() -> None:  # Ctrl-C once three programs are stuck in their forward
+        for _ in range(3):
+            assert program.entries.acquire(timeout=5)
+        _thread.interrupt_main()
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
     with pytest.raises(KeyboardInterrupt):
         program.batch([{"question": f"q{n}?"} for n in range(20)], max_concurrency=3)
-    timer.join()
+    interrupter.join()
     assert program.entered == 3  # the other 17 never started
     assert live_programs(system) == 0
 
