@@ -49,8 +49,7 @@ import structlog
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dspex_actors as dx
-from dspex_actors.optimize._evaluate import Evaluate
-from dspex_actors.optimize._teleprompt import BootstrapFewShot
+from dspex_actors.optimize import BootstrapFewShot, Evaluate
 from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, RuleBasedLMServer
 
 BOOTSTRAP_TARGET = 4.0

@@ -4,7 +4,8 @@
 crashes as exits with reasons, links and monitors with death notices delivered as
 messages, names that survive restarts, supervisors with ``one_for_one`` /
 ``one_for_all`` / ``rest_for_one`` strategies and restart intensity, dynamic and
-task supervisors, ordered shutdown, kill, and a view of the tree.
+task supervisors, a demand-driven fan-out engine (``fan_out``), ordered shutdown,
+kill, and a view of the tree.
 
 Quick start::
 
@@ -41,6 +42,7 @@ from supervisors._errors import (
     TaskFailed,
     Timeout,
 )
+from supervisors._fanout import FanOut, Settled, Slot, fan_out
 from supervisors._introspect import Status, TreeNode, format_tree, get_state, get_status, tree
 from supervisors._lifecycle import kill, stop
 from supervisors._log import describe_reason
@@ -89,11 +91,14 @@ __all__ = [
     "DynamicSupervisor",
     "Exit",
     "ExitSignal",
+    "FanOut",
     "MonitorRef",
     "NamedRef",
     "NoProc",
     "Ok",
     "Reason",
+    "Settled",
+    "Slot",
     "StartError",
     "Status",
     "Supervisor",
@@ -111,6 +116,7 @@ __all__ = [
     "count_children",
     "delete_child",
     "describe_reason",
+    "fan_out",
     "format_tree",
     "get_state",
     "get_status",

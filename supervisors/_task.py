@@ -5,14 +5,12 @@ temporary child of a :class:`TaskSupervisor`, not linked to the caller. The call
 gets a :class:`Task` handle (``await_``, ``yield_``, ``shutdown``); an ``owner``
 actor, if given, receives ``TaskResult(ref, value)`` on success or
 ``Down(ref, actor, reason)`` on a crash, as ordinary messages. :func:`async_stream`
-maps a function over an iterable with bounded concurrency.
+maps a function over an iterable with bounded concurrency (on :func:`fan_out`).
 """
 
 from __future__ import annotations
 
-import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, Self
 
@@ -21,6 +19,7 @@ from pykka import ActorDeadError, ActorRef
 from supervisors._actor import Actor, actor_of
 from supervisors._dynamic import DynamicSupervisor
 from supervisors._errors import TaskFailed, Timeout
+from supervisors._fanout import FanOut, Slot, fan_out
 from supervisors._messages import Down, Exit, MonitorRef, Ok, TaskResult, is_normal
 from supervisors._spec import ChildSpec
 from supervisors._supervisor import start_child
@@ -237,7 +236,12 @@ def async_stream(
     ``on_timeout="kill_task"`` (default) it is killed and ``Exit("timeout")``
     yielded, with ``"exit"`` every running task is killed and
     :class:`pykka.Timeout` raised. Closing the generator early kills the tasks
-    still running: nothing outlives the stream.
+    still running: nothing outlives the stream. Runs on :func:`fan_out`: a
+    finished result not yet consumed holds its place among the
+    ``max_concurrency``.
+
+    Raises (when iterated): what starting a task raises (``NoProc``: ``ts`` is
+    gone; ``SupervisorError``: ``ts`` is full).
     """
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
@@ -245,70 +249,41 @@ def async_stream(
         raise ValueError(f"timeout must be positive, got {timeout!r}")
     if on_timeout not in ("kill_task", "exit"):
         raise ValueError(f"on_timeout must be 'kill_task' or 'exit', got {on_timeout!r}")
-    return _stream(ts, fn, iter(items), max_concurrency, timeout, ordered, on_timeout)
+
+    def launch(item: Any, slot: Slot[Any]) -> ActorRef[Any] | None:
+        def listener(_task: Task, outcome: Outcome) -> None:
+            slot.settle(outcome)  # False once the stream gave up on it (timeout, cancel)
+
+        task = Task(listener=listener)
+        try:
+            _start_task(ts, fn, (item,), {}, task)
+        except Exception as exc:
+            raise _StartFailed(exc) from exc
+        return task.actor
+
+    fan = fan_out(
+        items,
+        launch,
+        max_concurrency=max_concurrency,
+        timeout=timeout,
+        ordered=ordered,
+        on_timeout="kill" if on_timeout == "kill_task" else "raise",
+    )
+    return _stream(fan)
 
 
-def _stream(
-    ts: ActorRef[Any] | str,
-    fn: Callable[[Any], Any],
-    items: Iterator[Any],
-    max_concurrency: int,
-    timeout: float,
-    ordered: bool,
-    on_timeout: str,
-) -> Iterator[Outcome]:
-    done: queue.SimpleQueue[tuple[int, Outcome]] = queue.SimpleQueue()
-    running: dict[int, tuple[Task, float]] = {}
-    buffered: dict[int, Outcome] = {}
-    next_out = 0
-    index = 0
-    exhausted = False
+class _StartFailed(Exception):
+    """A task of :func:`async_stream` could not be started: ``error`` is raised to the consumer."""
 
-    def listener_for(i: int) -> Callable[[Task, Outcome], None]:
-        return lambda _task, outcome: done.put((i, outcome))
+    def __init__(self, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.error = error
 
-    try:
-        while True:
-            while not exhausted and len(running) < max_concurrency:
-                try:
-                    item = next(items)
-                except StopIteration:
-                    exhausted = True
-                    break
-                task = Task(listener=listener_for(index))
-                _start_task(ts, fn, (item,), {}, task)
-                running[index] = (task, time.monotonic() + timeout)
-                index += 1
-            if not running:
-                return
-            earliest = min(deadline for _t, deadline in running.values())
-            try:
-                i, outcome = done.get(timeout=max(0.0, earliest - time.monotonic()))
-            except queue.Empty:
-                now = time.monotonic()
-                expired = [i for i, (_t, d) in running.items() if d <= now]
-                if on_timeout == "exit" and expired:
-                    raise Timeout(
-                        f"a task of async_stream did not finish within {timeout} s"
-                    ) from None
-                for i in expired:
-                    task = running[i][0]
-                    task._complete(Exit("timeout"))
-                    if task.actor is not None:
-                        actor = actor_of(task.actor)
-                        if actor is not None:
-                            actor._kill("timeout")
-                continue
-            if i not in running:
-                continue
-            del running[i]
-            if not ordered:
-                yield outcome
-                continue
-            buffered[i] = outcome
-            while next_out in buffered:
-                yield buffered.pop(next_out)
-                next_out += 1
-    finally:
-        for task, _deadline in running.values():
-            task.shutdown()
+
+def _stream(fan: FanOut[Any]) -> Iterator[Outcome]:
+    with fan:
+        for settled in fan:
+            outcome = settled.outcome
+            if isinstance(outcome, Exit) and isinstance(outcome.reason, _StartFailed):
+                raise outcome.reason.error
+            yield outcome

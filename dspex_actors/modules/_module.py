@@ -349,7 +349,7 @@ class Predict(Module):
 
 
 # ----------------------------------------------------------------- trace hook
-# Teleprompters (``_teleprompt.py``/``_compile.py``) need every predictor's inputs
+# Teleprompters (``optimize/_bootstrap.py``) need every predictor's inputs
 # and outputs during a teacher run, as DSPy's ``settings.trace``. A whole
 # ``forward`` runs in one program actor's thread, so a thread-local list is
 # enough: ``recording_trace()`` turns recording on in the current thread and

@@ -1,23 +1,23 @@
 """Optimization: ``Evaluate``, the teleprompters, and supervised resumable compile jobs.
 
 Evaluation fans out through program actors and keeps finished work; a compile job
-is an actor that checkpoints each unit of work and resumes after a crash.
+is an actor that checkpoints each unit of work and resumes after a crash. Modules
+(import downward only): ``_jsonable``, ``_examples``, ``_scoring`` (helpers) <
+``_plan`` (what a job runs) < ``_checkpoint`` < ``_compile`` (the job) <
+``_teleprompter`` (the base class) < ``_labeled``, ``_bootstrap``,
+``_random_search``; and ``_evaluate`` (with ``_results_file``, ``_progress``).
 """
 
-from dspex_actors.optimize._compile import CheckpointError, Job, JobCancelled, JobStatus, start_job
-from dspex_actors.optimize._evaluate import (
-    Evaluate,
-    EvaluationResult,
-    RecordedError,
-    ResultsFileError,
-)
-from dspex_actors.optimize._teleprompt import (
-    BootstrapFewShot,
-    BootstrapFewShotWithRandomSearch,
-    CompileError,
-    LabeledFewShot,
-    Teleprompter,
-)
+from dspex_actors.optimize._bootstrap import BootstrapFewShot
+from dspex_actors.optimize._checkpoint import CheckpointError
+from dspex_actors.optimize._compile import Job, JobCancelled, JobStatus, start_job
+from dspex_actors.optimize._evaluate import Evaluate, EvaluationResult
+from dspex_actors.optimize._jsonable import RecordedError
+from dspex_actors.optimize._labeled import LabeledFewShot
+from dspex_actors.optimize._plan import CompileError
+from dspex_actors.optimize._random_search import BootstrapFewShotWithRandomSearch
+from dspex_actors.optimize._results_file import ResultsFileError
+from dspex_actors.optimize._teleprompter import Teleprompter
 
 __all__ = [
     "BootstrapFewShot",

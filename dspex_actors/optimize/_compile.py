@@ -6,27 +6,26 @@
     └── teleprompters  DynamicSupervisor
         └── <job>  CompileJob  (transient: restarted after a crash, not after it finished)
 
-``system.compile(teleprompter, student=..., trainset=...)`` starts a
-:class:`CompileJob` under the system's ``teleprompters`` dynamic supervisor and
-returns a :class:`Job` handle at once. The job drives the teleprompter's
-:class:`~dspex_actors.optimize._teleprompt.CompilePlan`:
+``system.compile(teleprompter, student=..., trainset=...)`` calls
+:func:`start_job`, which starts a :class:`CompileJob` under the system's
+``teleprompters`` dynamic supervisor and returns a :class:`Job` handle at once.
+The job drives the teleprompter's :class:`~dspex_actors.optimize._plan.CompilePlan`:
 
 * **One unit of work per message.** The actor handles ``_Step`` messages; each
   records one finished request, or does one unit of plan work (one metric verdict,
   one candidate scored), then tells itself the next ``_Step``. So a kill stops it
   at the next boundary, and nothing it does takes long.
-* **Requests run concurrently.** Each LM request the plan needs runs in its own
-  program actor, driven by a short-lived daemon thread (``dspex:job-<id>``), at
-  most the teleprompter's ``max_concurrency`` at once. Finished requests are put
-  on a queue owned by the :class:`Job` (not by the actor), so a request that
-  finishes while the actor is being restarted is not lost.
-* **Checkpoints.** After each unit the new entries are written to the checkpoint:
-  a JSON file in ``checkpoint_dir`` (written to a temporary file and renamed), or,
-  without ``checkpoint_dir``, a dict held by the :class:`Job` handle. A restarted
-  actor rebuilds its plan from the checkpoint and redoes nothing that finished.
-  The file is named after a fingerprint of the teleprompter's configuration, the
-  student, teacher, trainset and valset, so compiling the same thing again with
-  the same ``checkpoint_dir`` (even in a new process) resumes it.
+* **Requests fan out through the one engine** (``system.fan_out``, on
+  ``sv.fan_out``): each LM request the plan needs runs in its own program actor,
+  at most the teleprompter's ``max_concurrency`` at once, with the request
+  deadline (the program is killed a moment past it). No thread per request: the
+  engine tells the job actor (``notify``) when a result is ready or a deadline
+  passed, and the actor takes results with ``get(0)``. The engine belongs to the
+  job, not to one actor generation, so a request that finishes while the actor
+  is being restarted is not lost.
+* **Checkpoints.** After each unit the new entries are written to the checkpoint
+  (``_checkpoint.py``); a restarted actor rebuilds its plan from it and redoes
+  nothing that finished.
 * **Crashes.** An exception in the job (a bug, a metric that raises) crashes the
   actor; its supervisor restarts it and it resumes. A metric exception crashes it
   at most once per unit and :data:`MAX_METRIC_CRASHES` times per job: when the
@@ -42,49 +41,47 @@ Log events (structlog, logger ``dspex_actors.compile``): ``compile.started``,
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import itertools
-import json
-import os
-import queue
 import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import pykka
 import structlog
 
 import supervisors as sv
 from dspex_actors.modules import Module
-from dspex_actors.optimize._evaluate import (
-    cancel_program,
-    check_examples,
-    describe_error,
-    json_safe,
-    request_timeout,
-    run_tracked,
+from dspex_actors.optimize._checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    claim,
+    fingerprint,
+    release,
 )
-from dspex_actors.optimize._teleprompt import (
+from dspex_actors.optimize._examples import check_examples
+from dspex_actors.optimize._jsonable import describe_error
+from dspex_actors.optimize._plan import (
     CompileError,
     CompileFailure,
     CompilePlan,
     PlanContext,
-    Teleprompter,
-    TracedResult,
+    Planner,
     WorkItem,
-    eval_outcome,
-    item_inputs,
 )
 from dspex_actors.primitives import Example
+from dspex_actors.runtime import call_result
 
 if TYPE_CHECKING:
     from dspex_actors.runtime import ActorSystem
 
 __all__ = [
+    "MAX_METRIC_CRASHES",
+    "MAX_RESTARTS",
     "CheckpointError",
     "CompileError",
     "CompileJob",
@@ -104,18 +101,12 @@ MAX_RESTARTS = 5
 MAX_METRIC_CRASHES = 2
 """Metric exceptions that may crash (and so restart) a job; later ones count as errors."""
 
-CHECKPOINT_VERSION = 1
-
 _POLL = 0.1
 """Longest single wait in :meth:`Job.result` (between checks that the job still exists)."""
 
 
 class JobCancelled(Exception):
     """``job.result()`` of a job that was cancelled."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file exists but cannot be used (not JSON, another version or job)."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +119,7 @@ class JobStatus:
     when the teleprompter scores nothing); ``phase`` what it is doing;
     ``errors`` failed teacher runs or metric errors; ``restarts`` how often the
     job actor was restarted; ``requests`` LM requests started; ``in_flight``
-    those running now; ``error`` the failure, as text.
+    those not finished yet; ``error`` the failure, as text.
     """
 
     id: str
@@ -151,177 +142,112 @@ class JobStatus:
         return self.state != "running"
 
 
-# --------------------------------------------------------------------- checkpoints
-
-
-class _Checkpoint:
-    """Where a job's entries survive restarts: memory (the Job handle) or a JSON file.
-
-    ``put`` may be called from several generations of the job actor; entries are
-    facts (a finished request's outcome, a verdict) and never change once written,
-    so merging them is always safe. Thread-safe.
-    """
-
-    path: Path | None = None
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[str, Any] = {}
-
-    def load(self) -> dict[str, Any]:
-        with self._lock:
-            return dict(self._entries)
-
-    def put(self, items: dict[str, Any]) -> None:
-        if not items:
-            return
-        with self._lock:
-            self._entries.update(items)
-            self._write()
-
-    def _write(self) -> None:
-        """Persist ``_entries`` (called with the lock held). Memory: nothing to do."""
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
-
-class _FileCheckpoint(_Checkpoint):
-    """A checkpoint in one JSON file, rewritten atomically (temporary file + rename)."""
-
-    def __init__(self, path: Path, fingerprint: str, teleprompter: str) -> None:
-        super().__init__()
-        self.path = path
-        self.fingerprint = fingerprint
-        self.teleprompter = teleprompter
-        self._entries = self._read()
-
-    def _read(self) -> dict[str, Any]:
-        path = self.path
-        assert path is not None
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"checkpoint {path} is not JSON: {exc}") from exc
-        if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
-            raise CheckpointError(f"checkpoint {path}: not a version {CHECKPOINT_VERSION} file")
-        if data.get("fingerprint") != self.fingerprint:
-            raise CheckpointError(
-                f"checkpoint {path} belongs to another compile (fingerprint mismatch)"
-            )
-        entries = data.get("entries")
-        if not isinstance(entries, dict):
-            raise CheckpointError(f"checkpoint {path}: 'entries' must be an object")
-        return entries
-
-    def _write(self) -> None:
-        path = self.path
-        assert path is not None
-        data = {
-            "version": CHECKPOINT_VERSION,
-            "teleprompter": self.teleprompter,
-            "fingerprint": self.fingerprint,
-            "updated": time.time(),
-            "entries": self._entries,
-        }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, separators=(",", ":"))
-        tmp.replace(path)
-
-
-_active_checkpoints: set[Path] = set()
-_active_lock = threading.Lock()
-
-
 # ------------------------------------------------------------------ shared state
 
 
-class _JobRun:
-    """Everything a compile job keeps across restarts of its actor; shared with :class:`Job`.
+@dataclass(frozen=True)
+class _JobConfig:
+    """What a job compiles and how: fixed when it starts."""
 
-    Mutable fields are guarded by ``lock``. ``generation`` counts actor starts; an
-    actor only updates the status or ends the job while it is the current
-    generation (a killed actor's abandoned thread may still be finishing a
-    handler).
-    """
+    id: str
+    system: ActorSystem
+    teleprompter: Planner
+    student: Module
+    trainset: list[Example]
+    teacher: Module | None
+    valset: list[Example] | None
+    checkpoint: Checkpoint
+    actor_name: str
+    timeout: float
 
-    def __init__(
-        self,
-        *,
-        job_id: str,
-        system: ActorSystem,
-        teleprompter: Teleprompter,
-        student: Module,
-        trainset: list[Example],
-        teacher: Module | None,
-        valset: list[Example] | None,
-        checkpoint: _Checkpoint,
-    ) -> None:
-        self.id = job_id
-        self.system = system
-        self.teleprompter = teleprompter
-        self.student = student
-        self.trainset = trainset
-        self.teacher = teacher
-        self.valset = valset
-        self.checkpoint = checkpoint
-        self.actor_name = f"{system.name}.job.{job_id}"
-        self.max_concurrency = max(1, int(getattr(teleprompter, "max_concurrency", 16)))
-        self.timeout = request_timeout(system, None)
-        self.lock = threading.Lock()
-        self.generation = 0
-        self.crashed_units: set[str] = set()
-        self.last_error: BaseException | None = None
-        self.live_errors: dict[str, BaseException] = {}
-        self.outcomes: queue.SimpleQueue[tuple[str, Any, BaseException | None]] = (
-            queue.SimpleQueue()
-        )
-        self.inflight: dict[str, pykka.ActorRef[Any] | None] = {}
-        self.finished = threading.Event()
-        self.state: JobState = "running"
-        self.result: Module | None = None
-        self.error: BaseException | None = None
-        self.candidates: list[dict[str, Any]] | None = None
-        self.started = time.monotonic()
-        self.ended: float | None = None
-        self.done = 0
-        self.total = 0
-        self.best_score: float | None = None
-        self.phase = "starting"
-        self.errors = 0
-        self.requests = 0
-        self.spec: sv.ChildSpec | None = None
-        self.supervisor: pykka.ActorRef[Any] | None = None
+    @property
+    def label(self) -> str:
+        return type(self.teleprompter).__name__
+
+
+@dataclass
+class _JobProgress:
+    """What the current actor generation publishes for :meth:`Job.status`."""
+
+    done: int = 0
+    total: int = 0
+    best_score: float | None = None
+    phase: str = "starting"
+    errors: int = 0
+    requests: int = 0
+
+
+@dataclass
+class _JobOutcome:
+    """How the job ended (set once, by :meth:`_JobRun.end`)."""
+
+    state: JobState = "running"
+    result: Module | None = None
+    error: BaseException | None = None
+    candidates: list[dict[str, Any]] | None = None
+    ended: float | None = None
+
+
+@dataclass
+class _Restarts:
+    """What generations of the job actor leave each other: crash bookkeeping."""
+
+    generation: int = 0  # actor starts
+    crashed_units: set[str] = field(default_factory=set)
+    last_error: BaseException | None = None
 
     @property
     def restarts(self) -> int:
         return max(0, self.generation - 1)
 
+
+class _JobRun:
+    """Everything a compile job keeps across restarts of its actor; shared with :class:`Job`.
+
+    ``config`` is immutable; ``progress``, ``outcome``, ``restarts`` and
+    ``in_flight`` are guarded by ``lock``. ``requests`` is the job's fan-out of
+    LM requests (its own locking). An actor only updates the status or ends the
+    job while it is the current generation (a killed actor's abandoned thread may
+    still be finishing a handler).
+    """
+
+    def __init__(self, config: _JobConfig, requests: sv.FanOut[WorkItem]) -> None:
+        self.config = config
+        self.requests = requests
+        self.lock = threading.Lock()
+        self.progress = _JobProgress()
+        self.outcome = _JobOutcome()
+        self.restarts = _Restarts()
+        self.in_flight: set[str] = set()  # keys of requests started, not yet recorded
+        self.live_errors: dict[str, BaseException] = {}
+        self.finished = threading.Event()
+        self.started = time.monotonic()
+        self.spec: sv.ChildSpec | None = None
+        self.supervisor: pykka.ActorRef[Any] | None = None
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return self.config.checkpoint
+
     def snapshot(self) -> JobStatus:
         with self.lock:
-            end = self.ended if self.ended is not None else time.monotonic()
+            progress, outcome = self.progress, self.outcome
+            end = outcome.ended if outcome.ended is not None else time.monotonic()
+            error = outcome.error
             return JobStatus(
-                id=self.id,
-                teleprompter=type(self.teleprompter).__name__,
-                state=self.state,
-                done=self.done,
-                total=self.total,
-                best_score=self.best_score,
-                phase=self.phase,
-                errors=self.errors,
-                restarts=self.restarts,
-                requests=self.requests,
-                in_flight=len(self.inflight),
+                id=self.config.id,
+                teleprompter=self.config.label,
+                state=outcome.state,
+                done=progress.done,
+                total=progress.total,
+                best_score=progress.best_score,
+                phase=progress.phase,
+                errors=progress.errors,
+                restarts=self.restarts.restarts,
+                requests=progress.requests,
+                in_flight=len(self.in_flight),
                 elapsed_s=round(end - self.started, 6),
-                error=None if self.error is None else f"{type(self.error).__name__}: {self.error}",
+                error=None if error is None else f"{type(error).__name__}: {error}",
             )
 
     def end(
@@ -332,40 +258,48 @@ class _JobRun:
         error: BaseException | None = None,
         generation: int | None = None,
     ) -> bool:
-        """Mark the job ended, once; stop its requests. ``False`` if it had ended or is stale."""
+        """Mark the job ended, once; kill its requests. ``False`` if it had ended or is stale.
+
+        Any thread (the job actor, a ``Job.cancel`` caller, ``Job.result``).
+        """
         with self.lock:
             if self.finished.is_set():
                 return False
-            if generation is not None and generation != self.generation:
+            if generation is not None and generation != self.restarts.generation:
                 return False
-            self.state = state
-            self.result = result
-            self.error = error
-            self.ended = time.monotonic()
-            self.phase = state
+            ended = time.monotonic()
+            self.outcome.state, self.outcome.result, self.outcome.error = state, result, error
+            self.outcome.ended = ended
+            self.progress.phase = state
             if state == "done":
-                self.done = self.total
-            refs = [ref for ref in self.inflight.values() if ref is not None]
-            self.inflight.clear()
+                self.progress.done = self.progress.total
+            self.in_flight.clear()
             self.finished.set()
-        for ref in refs:
-            cancel_program(ref)
-        path = self.checkpoint.path
-        if path is not None:
-            with _active_lock:
-                _active_checkpoints.discard(path)
+        self.requests.cancel()
+        release(self.config.checkpoint)
         logger.info(
             "compile.finished",
-            job=self.id,
-            teleprompter=type(self.teleprompter).__name__,
+            job=self.config.id,
+            teleprompter=self.config.label,
             state=state,
-            duration_s=round(self.ended - self.started, 3),
-            best_score=self.best_score,
-            requests=self.requests,
-            restarts=self.restarts,
+            duration_s=round(ended - self.started, 3),
+            best_score=self.progress.best_score,
+            requests=self.progress.requests,
+            restarts=self.restarts.restarts,
             error=None if error is None else describe_error(error),
         )
         return True
+
+
+def _ring(actor_name: str) -> None:
+    """Tell the job actor to take its next step (from any thread; a no-op while restarting).
+
+    The job's fan-out calls it when a request finished or passed its deadline.
+    """
+    try:
+        sv.named(actor_name).tell(_Step())
+    except (sv.NoProc, pykka.ActorDeadError):
+        pass  # restarting: the next generation starts with a step
 
 
 # ------------------------------------------------------------------- the actor
@@ -373,7 +307,7 @@ class _JobRun:
 
 @dataclass(frozen=True)
 class _Step:
-    """Job actor -> itself (and request threads -> job actor): do the next unit of work."""
+    """Job actor -> itself (and the request fan-out -> job actor): do the next unit of work."""
 
 
 class CompileJob(sv.Actor):
@@ -398,34 +332,33 @@ class CompileJob(sv.Actor):
     # -------------------------------------------------------------- lifecycle
 
     def on_start(self) -> None:
-        run = self.run
+        run, config = self.run, self.run.config
         with run.lock:
-            run.generation += 1
-            self._gen = run.generation
-            run.phase = "resuming" if self._gen > 1 else "starting"
-        self._entries = run.checkpoint.load()
-        ctx = PlanContext(
-            student=run.student,
-            trainset=run.trainset,
-            teacher=run.teacher,
-            valset=run.valset,
+            run.restarts.generation += 1
+            self._gen = run.restarts.generation
+            run.progress.phase = "resuming" if self._gen > 1 else "starting"
+        self._entries = config.checkpoint.load()
+        self._ctx = PlanContext(
+            student=config.student,
+            trainset=config.trainset,
+            teacher=config.teacher,
+            valset=config.valset,
             entries=self._entries,
             may_crash=self._may_crash,
             live_errors=run.live_errors,
         )
-        self._ctx = ctx
         try:
-            self._plan = run.teleprompter.plan(ctx)
+            self._plan = config.teleprompter.plan(self._ctx)
         except Exception as exc:  # reported by the first step, as a failed job
             self._broken = exc
         logger.info(
             "compile.started",
-            job=run.id,
-            teleprompter=type(run.teleprompter).__name__,
+            job=config.id,
+            teleprompter=config.label,
             resumed=bool(self._entries) or self._gen > 1,
             restarts=self._gen - 1,
             checkpoint_entries=len(self._entries),
-            trainset=len(run.trainset),
+            trainset=len(config.trainset),
         )
         self.actor_ref.tell(_Step())
 
@@ -433,26 +366,30 @@ class CompileJob(sv.Actor):
         # Normal exits come after ``end``; anything else (system shutdown) ends it here.
         self.run.end(
             "failed",
-            error=CompileError(f"compile job {self.run.id} was stopped before it finished"),
+            error=CompileError(f"compile job {self.run.config.id} was stopped before it finished"),
             generation=self._gen,
         )
 
     def on_failure(self, *exc_info: Any) -> None:
         run = self.run
         with run.lock:
-            run.last_error = exc_info[1] if len(exc_info) > 1 else None
+            run.restarts.last_error = exc_info[1] if len(exc_info) > 1 else None
             unit = self._ctx.current_unit if self._ctx is not None else None
             if unit is not None:
-                run.crashed_units.add(unit)
+                run.restarts.crashed_units.add(unit)
 
     def _may_crash(self, key: str) -> bool:
-        run = self.run
-        with run.lock:
-            return key not in run.crashed_units and len(run.crashed_units) < MAX_METRIC_CRASHES
+        restarts = self.run.restarts
+        with self.run.lock:
+            return (
+                key not in restarts.crashed_units
+                and len(restarts.crashed_units) < MAX_METRIC_CRASHES
+            )
 
     def describe(self) -> str | None:
         run = self.run  # plain attribute reads: never takes the run's lock
-        return f"{type(run.teleprompter).__name__} {run.phase} {run.done}/{run.total}"
+        progress = run.progress
+        return f"{run.config.label} {progress.phase} {progress.done}/{progress.total}"
 
     # ---------------------------------------------------------------- messages
 
@@ -462,143 +399,124 @@ class CompileJob(sv.Actor):
         return None
 
     def _step(self) -> None:
+        """One message's work: a finished request recorded, else one plan unit, else wait."""
+        self._check_alive()
+        plan = self._plan
+        assert plan is not None
+        # ``or`` short-circuits: a step records a request *or* does a unit of work.
+        if self._record_one() or self._work_one(plan):
+            self._dispatch(plan)
+            self.actor_ref.tell(_Step())
+        else:
+            self._wait(plan)
+
+    def _check_alive(self) -> None:
+        """Exit if the job ended meanwhile; end it if it cannot go on (never returns then)."""
         run = self.run
         if run.finished.is_set():  # cancelled (or ended by a previous generation)
             self.exit("normal")
         if self._broken is not None:
             self._end("failed", error=self._broken)
-        if run.restarts > MAX_RESTARTS:
-            last = run.last_error
+        if run.restarts.restarts > MAX_RESTARTS:
+            last = run.restarts.last_error
             self._end(
                 "failed",
                 error=last
                 if last is not None
                 else CompileError(f"compile job restarted more than {MAX_RESTARTS} times"),
             )
-        plan = self._plan
-        assert plan is not None
-        # 1. Record one finished request (a unit: checkpointed).
-        try:
-            key, outcome, error = run.outcomes.get_nowait()
-        except queue.Empty:
-            pass
-        else:
-            with run.lock:
-                run.inflight.pop(key, None)
-            if key not in self._entries:
-                self._entries[key] = outcome
-                if error is not None:
-                    run.live_errors[key] = error
-                run.checkpoint.put({key: outcome})
-            self._dispatch(plan)
-            self.actor_ref.tell(_Step())
-            return
-        # 2. One unit of plan work.
+
+    def _record_one(self) -> bool:
+        """Take one finished request from the fan-out and checkpoint its entry (a unit)."""
+        run = self.run
+        settled = run.requests.get(0)
+        if settled is None:
+            return False
+        item = settled.item
+        with run.lock:
+            run.in_flight.discard(item.key)
+        if not settled.ok and run.config.system.closed:
+            shut = CompileError(f"compile job {run.config.id}: the system shut down")
+            self._end("failed", error=shut)
+        if item.key not in self._entries:
+            entry, error = item.entry(call_result(settled.outcome, run.config.timeout))
+            self._entries[item.key] = entry
+            if error is not None:
+                run.live_errors[item.key] = error
+            run.checkpoint.put({item.key: entry})
+        return True
+
+    def _work_one(self, plan: CompilePlan) -> bool:
+        """One unit of plan work, checkpointed and logged; ``False`` if the plan must wait."""
+        run = self.run
         try:
             unit = plan.step()
         except CompileFailure as failure:
             self._publish(plan)
             self._end("failed", error=failure.error)
-            return
-        if unit is not None:
-            run.checkpoint.put({k: self._entries[k] for k in unit.keys})
-            for event, fields in unit.events:
-                logger.info(event, job=run.id, **fields)
-            self._publish(plan)
-            if plan.done:
-                run.candidates = plan.candidates
-                self._end("done", result=plan.result)
-            self._dispatch(plan)
-            self.actor_ref.tell(_Step())
-            return
-        # 3. Nothing to do until a request finishes.
+        if unit is None:
+            return False
+        run.checkpoint.put({k: self._entries[k] for k in unit.keys})
+        for event, fields in unit.events:
+            logger.info(event, job=run.config.id, **fields)
+        self._publish(plan)
+        if plan.done:
+            run.outcome.candidates = plan.candidates
+            self._end("done", result=plan.result)
+        return True
+
+    def _wait(self, plan: CompilePlan) -> None:
+        """Nothing to do until a request finishes: start what the plan needs, then idle."""
         self._publish(plan)
         self._dispatch(plan)
-        with run.lock:
-            idle = not run.inflight
-        if idle and run.outcomes.empty():
+        requests = self.run.requests
+        if requests.buffered:
+            self.actor_ref.tell(_Step())  # a request failed to start: its result is ready
+        elif requests.exhausted:
             self._end("failed", error=CompileError("compile plan made no progress (a bug)"))
 
     def _end(
         self, state: JobState, *, result: Module | None = None, error: BaseException | None = None
-    ) -> None:
+    ) -> NoReturn:
+        """End the job (if this generation is current) and exit the actor normally."""
         self.run.end(state, result=result, error=error, generation=self._gen)
         self.exit("normal")
+        raise AssertionError("unreachable: exit() raises")
 
     def _publish(self, plan: CompilePlan) -> None:
         progress = plan.progress()
         run = self.run
         with run.lock:
-            if self._gen != run.generation or run.finished.is_set():
+            if self._gen != run.restarts.generation or run.finished.is_set():
                 return
-            run.done = progress.done
-            run.total = progress.total
-            run.best_score = progress.best_score
-            run.phase = progress.phase
-            run.errors = progress.errors
+            mine = run.progress
+            mine.done, mine.total = progress.done, progress.total
+            mine.best_score, mine.phase, mine.errors = (
+                progress.best_score,
+                progress.phase,
+                progress.errors,
+            )
 
     def _dispatch(self, plan: CompilePlan) -> None:
+        """Start the requests the plan wants now, as many as the fan-out has free slots."""
         run = self.run
         with run.lock:
-            if run.finished.is_set() or self._gen != run.generation:
+            if run.finished.is_set() or self._gen != run.restarts.generation:
                 return
-            busy = set(run.inflight)
-        free = run.max_concurrency - len(busy)
+            busy = set(run.in_flight)
+        free = run.requests.free
         if free <= 0:
             return
-        for item in plan.requests(busy, free):
-            with run.lock:
-                if run.finished.is_set():
-                    return
-                run.inflight[item.key] = None
-                run.requests += 1
-            thread = threading.Thread(
-                target=_execute, args=(run, item), name=f"dspex:job-{run.id}", daemon=True
-            )
-            thread.start()
-
-
-def _execute(run: _JobRun, item: WorkItem) -> None:
-    """Run one request of a job in a program actor (a helper thread); queue its outcome."""
-
-    def started(ref: pykka.ActorRef[Any]) -> None:
+        items = plan.requests(busy, free)
+        if not items:
+            return
         with run.lock:
-            if not run.finished.is_set() and item.key in run.inflight:
-                run.inflight[item.key] = ref
+            if run.finished.is_set():
                 return
-        cancel_program(ref)
-
-    error: BaseException | None = None
-    outcome: dict[str, Any]
-    try:
-        answer = run_tracked(
-            run.system, item.module, item_inputs(item), timeout=run.timeout, on_started=started
-        )
-    except Exception as exc:
-        if run.system._closed:
-            run.end("failed", error=CompileError(f"compile job {run.id}: the system shut down"))
-        if run.finished.is_set():
-            with run.lock:
-                run.inflight.pop(item.key, None)
-            return  # stopped because the job ended: not an outcome
-        error = exc
-        if item.kind == "teacher":
-            outcome = {"ok": False, "error": describe_error(exc)}
-        else:
-            outcome = {"score": item.failure_score, "error": describe_error(exc)}
-    else:
-        if item.kind == "teacher":
-            if isinstance(answer, TracedResult):
-                outcome = {"ok": True, "prediction": answer.prediction, "trace": answer.trace}
-            else:  # pragma: no cover - TracedRun always answers a TracedResult
-                outcome = {"ok": False, "error": {"type": "TypeError", "message": repr(answer)}}
-        else:
-            outcome, error = eval_outcome(item, answer)
-    run.outcomes.put((item.key, outcome, error))
-    try:
-        sv.named(run.actor_name).tell(_Step())
-    except (sv.NoProc, pykka.ActorDeadError):
-        pass  # restarting: the next generation drains the queue
+            run.in_flight.update(item.key for item in items)
+            run.progress.requests += len(items)
+        run.requests.extend(items)
+        run.requests.fill()
 
 
 # -------------------------------------------------------------------- the handle
@@ -618,17 +536,17 @@ class Job:
     @property
     def id(self) -> str:
         """The job's id (its actor is registered as ``<system>.job.<id>``)."""
-        return self._run.id
+        return self._run.config.id
 
     @property
     def actor_name(self) -> str:
         """The registered name of the job's actor (re-bound after each restart)."""
-        return self._run.actor_name
+        return self._run.config.actor_name
 
     @property
     def ref(self) -> pykka.ActorRef[Any] | None:
         """The job actor's current ref, or ``None`` (ended, or between restarts)."""
-        return sv.whereis(self._run.actor_name)
+        return sv.whereis(self._run.config.actor_name)
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -638,7 +556,7 @@ class Job:
     @property
     def candidate_programs(self) -> list[dict[str, Any]] | None:
         """Random search: the candidates ``{"score", "subscores", "seed", "program"}``."""
-        return self._run.candidates
+        return self._run.outcome.candidates
 
     def status(self) -> JobStatus:
         """A snapshot of the job's progress; reads shared state, never waits on the job."""
@@ -668,26 +586,27 @@ class Job:
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"compile job {run.id} still running after {timeout} s")
+                    raise TimeoutError(f"compile job {self.id} still running after {timeout} s")
                 wait = min(wait, remaining)
             if run.finished.wait(wait):
                 break
             if self._lost() and not run.finished.is_set():
-                last = run.last_error
+                last = run.restarts.last_error
                 run.end(
                     "failed",
                     error=CompileError(
-                        f"compile job {run.id} is gone: its supervisor stopped restarting it"
+                        f"compile job {self.id} is gone: its supervisor stopped restarting it"
                         + (f" (last crash: {describe_error(last)})" if last is not None else "")
                     ),
                 )
-        if run.state == "done":
-            assert run.result is not None
-            return run.result
-        if run.state == "cancelled":
-            raise JobCancelled(f"compile job {run.id} was cancelled")
-        error = run.error
-        raise error if error is not None else CompileError(f"compile job {run.id} failed")
+        outcome = run.outcome
+        if outcome.state == "done":
+            assert outcome.result is not None
+            return outcome.result
+        if outcome.state == "cancelled":
+            raise JobCancelled(f"compile job {self.id} was cancelled")
+        error = outcome.error
+        raise error if error is not None else CompileError(f"compile job {self.id} failed")
 
     def cancel(self) -> bool:
         """Stop the job and kill its requests in flight; ``False`` if it had already ended.
@@ -696,12 +615,9 @@ class Job:
         ``result()`` raises :class:`JobCancelled`.
         """
         run = self._run
-        ended = run.end("cancelled", error=JobCancelled(f"compile job {run.id} was cancelled"))
+        ended = run.end("cancelled", error=JobCancelled(f"compile job {self.id} was cancelled"))
         if ended:
-            try:
-                sv.named(run.actor_name).tell(_Step())
-            except (sv.NoProc, pykka.ActorDeadError):
-                pass
+            _ring(run.config.actor_name)
         return ended
 
     def _lost(self) -> bool:
@@ -729,43 +645,9 @@ class Job:
 _job_numbers = itertools.count(1)
 
 
-def _structure(program: Module | None) -> Any:
-    if program is None:
-        return None
-    return [
-        [name, predictor.signature.signature, predictor.config, predictor.dump_state()]
-        for name, predictor in program.named_predictors()
-    ]
-
-
-def _examples_json(examples: Sequence[Example] | None) -> Any:
-    if examples is None:
-        return None
-    return [[json_safe(ex.toDict()), sorted(ex.input_keys or ())] for ex in examples]
-
-
-def fingerprint(
-    teleprompter: Teleprompter,
-    student: Module,
-    trainset: Sequence[Example],
-    teacher: Module | None,
-    valset: Sequence[Example] | None,
-) -> str:
-    """A hash of everything that decides a compile's result (names its checkpoint file)."""
-    data = {
-        "teleprompter": teleprompter.config(),
-        "student": _structure(student),
-        "teacher": _structure(teacher),
-        "trainset": _examples_json(trainset),
-        "valset": _examples_json(valset),
-    }
-    text = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def start_job(
     system: ActorSystem,
-    teleprompter: Teleprompter,
+    teleprompter: Planner,
     *,
     student: Module,
     trainset: Sequence[Example],
@@ -783,31 +665,41 @@ def start_job(
     unusable checkpoint file or one in use by a running job, ``RuntimeError``
     when the system is shut down.
     """
-    if not isinstance(teleprompter, Teleprompter):
-        raise TypeError(f"expected a dx teleprompter, got {type(teleprompter).__name__}")
-    if system._closed:
+    if system.closed:
         raise RuntimeError(f"actor system {system.name!r} is shut down")
+    config = _configure(system, teleprompter, student, trainset, teacher, valset, checkpoint_dir)
+    try:
+        return _start(config)
+    except BaseException:
+        release(config.checkpoint)
+        raise
+
+
+def _configure(
+    system: ActorSystem,
+    teleprompter: Planner,
+    student: Module,
+    trainset: Sequence[Example],
+    teacher: Module | None,
+    valset: Sequence[Example] | None,
+    checkpoint_dir: str | Path | None,
+) -> _JobConfig:
+    """Check the arguments, copy the programs and open the checkpoint (setup)."""
     train = check_examples(trainset, "trainset")
     val = check_examples(valset, "valset") if valset is not None else None
     teleprompter.validate(student=student, trainset=train, teacher=teacher, valset=val)
     student_copy = student.deepcopy()
     teacher_copy = teacher.deepcopy() if teacher is not None else None
     job_id = f"{teleprompter.name}-{next(_job_numbers)}-{uuid.uuid4().hex[:6]}"
-    checkpoint: _Checkpoint
-    if checkpoint_dir is None:
-        checkpoint = _Checkpoint()
-    else:
+    checkpoint = Checkpoint()
+    if checkpoint_dir is not None:
         directory = Path(checkpoint_dir)
         directory.mkdir(parents=True, exist_ok=True)
         fp = fingerprint(teleprompter, student_copy, train, teacher_copy, val)
         path = (directory / f"{teleprompter.name}-{fp[:16]}.json").resolve()
-        with _active_lock:
-            if path in _active_checkpoints:
-                raise CheckpointError(f"checkpoint {path} is in use by a running compile job")
-            checkpoint = _FileCheckpoint(path, fp, type(teleprompter).__name__)
-            _active_checkpoints.add(path)
-    run = _JobRun(
-        job_id=job_id,
+        checkpoint = claim(path, fp, type(teleprompter).__name__)
+    return _JobConfig(
+        id=job_id,
         system=system,
         teleprompter=teleprompter,
         student=student_copy,
@@ -815,22 +707,32 @@ def start_job(
         teacher=teacher_copy,
         valset=val,
         checkpoint=checkpoint,
+        actor_name=f"{system.name}.job.{job_id}",
+        timeout=system.request_timeout(),
     )
-    spec = sv.ChildSpec(
-        id=job_id,
+
+
+def _start(config: _JobConfig) -> Job:
+    """Make the job's request fan-out and start its actor (running)."""
+    system = config.system
+    no_items: list[WorkItem] = []  # the plan's requests come later (``_dispatch``)
+    requests = system.fan_out(
+        no_items,
+        WorkItem.call,
+        max_concurrency=max(1, int(config.teleprompter.max_concurrency)),
+        timeout=config.timeout,
+        ordered=False,
+        notify=functools.partial(_ring, config.actor_name),
+    )
+    run = _JobRun(config, requests)
+    run.spec = sv.ChildSpec(
+        id=config.id,
         start=CompileJob.start,
         args=(run,),
         restart="transient",
         shutdown=5.0,
-        name=run.actor_name,
+        name=config.actor_name,
     )
-    run.spec = spec
-    try:
-        run.supervisor = system.teleprompters.resolve()
-        sv.start_child(system.teleprompters.name, spec)
-    except BaseException:
-        if checkpoint.path is not None:
-            with _active_lock:
-                _active_checkpoints.discard(checkpoint.path)
-        raise
+    run.supervisor = system.teleprompters.resolve()
+    sv.start_child(system.teleprompters.name, run.spec)
     return Job(run)

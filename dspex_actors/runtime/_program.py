@@ -22,12 +22,10 @@ When the program actor ends, for any reason, no worker of its own outlives it.
 from __future__ import annotations
 
 import itertools
-import queue
 import random
-import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -526,112 +524,3 @@ def run_in_program(
     if isinstance(result, Failed):
         raise result.error
     return result
-
-
-class _Reply:
-    """A reply slot that pushes ``(index, value, error)`` to a shared queue.
-
-    Used as an ask's ``reply_to`` so one thread can wait for many program actors
-    (pykka's futures offer no completion callback). A second answer for the same
-    slot (a kill racing the reply) raises ``queue.Full``, like pykka's futures.
-    """
-
-    __slots__ = ("_answered", "index", "sink")
-
-    def __init__(self, index: int, sink: queue.SimpleQueue[tuple[int, Any, BaseException | None]]):
-        self.index = index
-        self.sink = sink
-        self._answered = False
-
-    def set(self, value: Any = None) -> None:
-        if self._answered:
-            raise queue.Full
-        self._answered = True
-        self.sink.put((self.index, value, None))
-
-    def set_exception(self, exc_info: Any = None) -> None:
-        if self._answered:
-            raise queue.Full
-        self._answered = True
-        error = exc_info[1] if exc_info else sys.exc_info()[1]
-        self.sink.put((self.index, None, error))
-
-
-def run_many(
-    runtime: Runtime,
-    programs: str,
-    module: Any,
-    inputs: Sequence[dict[str, Any]],
-    *,
-    max_concurrency: int,
-    timeout: float,
-    on_result: Callable[[int, Any], None] | None = None,
-) -> list[Any]:
-    """Run ``module`` once per input, at most ``max_concurrency`` program actors at once.
-
-    One thread (the caller's) starts the program actors and collects their answers
-    from a queue: no helper thread per request. Returns, in input order, each
-    result or the exception that ended it (``LMError``, ``DeadlineExceeded``,
-    a bug's exception). ``on_result(index, result)`` is called in the caller's
-    thread as each finishes (progress bars, JSONL files).
-
-    On ``KeyboardInterrupt`` the programs still running are killed and the
-    interrupt re-raised.
-    """
-    sink: queue.SimpleQueue[tuple[int, Any, BaseException | None]] = queue.SimpleQueue()
-    results: list[Any] = [None] * len(inputs)
-    pending: dict[int, tuple[pykka.ActorRef[Any], float]] = {}
-    next_index = 0
-
-    def finish(index: int, result: Any) -> None:
-        results[index] = result
-        if on_result is not None:
-            on_result(index, result)
-
-    try:
-        while next_index < len(inputs) or pending:
-            while next_index < len(inputs) and len(pending) < max_concurrency:
-                index = next_index
-                next_index += 1
-                deadline = time.monotonic() + timeout
-                spec = sv.ChildSpec(
-                    id="program",
-                    start=ProgramActor.start,
-                    args=(runtime, module, inputs[index], deadline),
-                    restart="temporary",
-                    shutdown=1.0,
-                )
-                try:
-                    ref = sv.start_child(
-                        programs, spec, in_caller=True, first_message=(Run(), _Reply(index, sink))
-                    )
-                except (sv.StartError, sv.SupervisorError, sv.NoProc) as exc:
-                    finish(index, exc)
-                    continue
-                pending[index] = (ref, deadline + 1.0)
-            if not pending:
-                continue
-            wait = min(limit for _, limit in pending.values()) - time.monotonic()
-            try:
-                index, value, error = sink.get(timeout=max(wait, 0.0))
-            except queue.Empty:
-                now = time.monotonic()
-                for index in [i for i, (_, limit) in pending.items() if limit <= now]:
-                    ref, _ = pending.pop(index)
-                    sv.kill(ref, reason="killed")
-                    finish(index, DeadlineExceeded(f"no answer within {timeout} s"))
-                continue
-            if pending.pop(index, None) is None:
-                continue  # a late second answer for a slot already settled
-            if error is not None:
-                finish(index, error)
-            elif isinstance(value, Failed):
-                finish(index, value.error)
-            else:
-                finish(index, value)
-    except BaseException:
-        for ref, _ in pending.values():
-            if ref.is_alive():
-                sv.kill(ref, reason="shutdown")
-        raise
-    return results

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 import structlog
 
@@ -24,20 +24,18 @@ import supervisors as sv
 from dspex_actors.cache import CacheActor, CacheClear, CacheConfig
 from dspex_actors.lm import LM, LMClient, LMCounters, RetryPolicy
 from dspex_actors.primitives import GetStats
-from dspex_actors.runtime._program import Runtime, run_in_program, run_many
+from dspex_actors.runtime._fanout import Call, program_stream, run_many
+from dspex_actors.runtime._program import Runtime, run_in_program
 
-if TYPE_CHECKING:  # ActorSystem.compile (compile jobs live in dspex_actors.optimize._compile)
-    from collections.abc import Sequence
-    from pathlib import Path
-
-    from dspex_actors.modules import Module
-    from dspex_actors.optimize import Job, Teleprompter
-    from dspex_actors.primitives import Example
-
-__all__ = ["ActorSystem", "NoSystemError", "current_system", "start"]
+__all__ = ["ActorSystem", "Compiler", "NoSystemError", "current_system", "start"]
 
 DEFAULT_REQUEST_TIMEOUT = 60.0
 """Per-request deadline (seconds) when the retry policy sets none."""
+
+T = TypeVar("T")
+P = ParamSpec("P")
+J_co = TypeVar("J_co", covariant=True)
+J = TypeVar("J")
 
 _systems: list[ActorSystem] = []
 _systems_lock = threading.Lock()
@@ -45,6 +43,18 @@ _systems_lock = threading.Lock()
 
 class NoSystemError(RuntimeError):
     """A module was called with no running :class:`ActorSystem` (call ``dx.start()``)."""
+
+
+class Compiler(Protocol[P, J_co]):
+    """What :meth:`ActorSystem.compile` accepts: an optimizer that starts a job in a system.
+
+    ``start_job(system, **options)`` starts the job under ``system`` and returns
+    its handle at once (``dx.Teleprompter`` returns a ``dx.Job``). Generic in the
+    options and the handle, so ``system.compile(tp, ...)`` keeps both typed. The
+    runtime knows nothing else of optimizers (they are a layer above it).
+    """
+
+    def start_job(self, system: ActorSystem, /, *args: P.args, **kwargs: P.kwargs) -> J_co: ...
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -145,6 +155,17 @@ class ActorSystem:
 
     # ----------------------------------------------------------------- access
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` was called (nothing new may run)."""
+        return self._closed
+
+    def request_timeout(self, timeout: float | None = None) -> float:
+        """``timeout``, else the retry policy's deadline, else 60 s: a request's deadline."""
+        if timeout is not None:
+            return timeout
+        return self.retry.deadline or DEFAULT_REQUEST_TIMEOUT
+
     def lm(self, name: str = "default") -> sv.NamedRef:
         """The named ref of the LM client called ``name`` (resolved on every send)."""
         if name not in self._lm_names:
@@ -184,31 +205,22 @@ class ActorSystem:
             self.runtime, self._programs_name, module, dict(inputs), timeout=limit
         )
 
-    def compile(
-        self,
-        teleprompter: Teleprompter,
-        *,
-        student: Module,
-        trainset: Sequence[Example],
-        teacher: Module | None = None,
-        valset: Sequence[Example] | None = None,
-        checkpoint_dir: str | Path | None = None,
-    ) -> Job:
-        """Start a compile job under ``teleprompters`` and return its :class:`Job` at once.
+    def compile(self, teleprompter: Compiler[P, J], /, *args: P.args, **kwargs: P.kwargs) -> J:
+        """Start a compile job under ``teleprompters`` and return its handle at once.
 
-        See :func:`dspex_actors.optimize._compile.start_job` (argument checks raise here).
+        ``system.compile(tp, student=..., trainset=..., teacher=None, valset=None,
+        checkpoint_dir=None)`` for the dx teleprompters: it calls
+        ``tp.start_job(system, ...)`` (see :class:`Compiler`); argument checks
+        raise here, in the caller's thread.
+
+        Raises:
+            RuntimeError: the system is shut down.
+            TypeError: ``teleprompter`` has no ``start_job``.
         """
-        from dspex_actors.optimize import start_job
-
-        return start_job(
-            self,
-            teleprompter,
-            student=student,
-            trainset=trainset,
-            teacher=teacher,
-            valset=valset,
-            checkpoint_dir=checkpoint_dir,
-        )
+        self._check_open()
+        if not callable(getattr(teleprompter, "start_job", None)):
+            raise TypeError(f"expected a dx teleprompter, got {type(teleprompter).__name__}")
+        return teleprompter.start_job(self, *args, **kwargs)
 
     def run_many(
         self,
@@ -225,18 +237,56 @@ class ActorSystem:
         item's failure). ``on_result(index, result)`` runs in the calling thread as
         items finish.
         """
-        if self._closed:
-            raise RuntimeError(f"actor system {self.name!r} is shut down")
-        limit = timeout if timeout is not None else (self.retry.deadline or DEFAULT_REQUEST_TIMEOUT)
+        self._check_open()
         return run_many(
             self.runtime,
             self._programs_name,
             module,
             [dict(i) for i in inputs],
             max_concurrency=max_concurrency,
-            timeout=limit,
+            timeout=self.request_timeout(timeout),
             on_result=on_result,
         )
+
+    def fan_out(
+        self,
+        items: Iterable[T],
+        call: Callable[[T], Call],
+        *,
+        max_concurrency: int = 16,
+        timeout: float | None = None,
+        ordered: bool = True,
+        notify: Callable[[], None] | None = None,
+    ) -> sv.FanOut[T]:
+        """Run ``call(item)`` = ``(module, inputs)`` for each item, each in its own program actor.
+
+        The ``sv.fan_out`` engine: at most ``max_concurrency`` unfinished (a result
+        not taken yet holds its slot), results as ``sv.Settled`` in input order
+        (``ordered``) or as they finish, each request with ``timeout`` (default:
+        :meth:`request_timeout`) and its program killed a moment after that;
+        ``cancel()``, leaving a ``with`` block or Ctrl-C kill what still runs.
+        ``dspex_actors.runtime.call_result(settled.outcome, timeout)`` gives each
+        call's result or exception. Consumed in the calling thread (or, with
+        ``notify``, by an actor calling ``get(0)``).
+
+        Raises:
+            RuntimeError: the system is shut down.
+        """
+        self._check_open()
+        return program_stream(
+            self.runtime,
+            self._programs_name,
+            items,
+            call,
+            max_concurrency=max_concurrency,
+            timeout=self.request_timeout(timeout),
+            ordered=ordered,
+            notify=notify,
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"actor system {self.name!r} is shut down")
 
     # ----------------------------------------------------------- introspection
 

@@ -18,8 +18,7 @@ from typing import Any, Literal
 import pytest
 
 import dspex_actors as dx
-from dspex_actors.optimize._evaluate import Evaluate
-from dspex_actors.optimize._teleprompt import BootstrapFewShot
+from dspex_actors.optimize import BootstrapFewShot, Evaluate
 from dspex_actors.testing import RuleBasedLMServer
 from tests.dspex_actors.fixture_types import SystemFactory
 from tests.paths import DSPY_FIXTURES

@@ -22,12 +22,14 @@ from structlog.testing import capture_logs
 
 import dspex_actors as dx
 import supervisors as sv
-from dspex_actors.optimize._compile import MAX_METRIC_CRASHES, CheckpointError, JobCancelled
-from dspex_actors.optimize._teleprompt import (
+from dspex_actors.optimize import (
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
+    CheckpointError,
     CompileError,
+    JobCancelled,
 )
+from dspex_actors.optimize._compile import MAX_METRIC_CRASHES
 from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, RuleBasedLMServer
 
 CAPITALS = [
@@ -113,6 +115,17 @@ def wait_threads_gone(threads: list[threading.Thread], timeout: float = 5.0) -> 
         assert not thread.is_alive(), thread.name
 
 
+def live_programs(system: dx.ActorSystem, count: int) -> list[Any]:
+    """The program actors running under ``system``, once there are ``count`` (5 s at most:
+    a program may already run its forward a moment before its supervisor records it)."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        refs = [c.ref for c in sv.which_children(system.programs.name) if c.ref is not None]
+        if len(refs) >= count or time.monotonic() > deadline:
+            return refs
+        time.sleep(0.01)
+
+
 def uninterrupted(
     system: dx.ActorSystem, server: RuleBasedLMServer, **kwargs: Any
 ) -> tuple[Any, int]:
@@ -186,32 +199,34 @@ def test_cancel_stops_the_job_and_its_requests_in_flight(
     system: dx.ActorSystem, server: RuleBasedLMServer
 ) -> None:
     server.latency = 30.0  # requests would hang until cancelled
-    entered = threading.Event()
+    entered = threading.Semaphore(0)
 
     class Entering(dx.Module):
         def __init__(self) -> None:
             self.qa = dx.Predict("question -> answer")
 
         def forward(self, question: str) -> Any:  # type: ignore[override]
-            entered.set()
+            entered.release()
             return self.qa(question=question)
 
     job = system.compile(bootstrap(max_concurrency=4), student=Entering(), trainset=trainset())
-    assert entered.wait(5)
+    for _ in range(4):  # four teacher runs in flight, the most max_concurrency allows
+        assert entered.acquire(timeout=5)
     ref = job.ref
     assert ref is not None
-    threads = job_threads(job.id)
-    assert threads
+    programs = live_programs(system, 4)
+    assert len(programs) == job.status().in_flight == 4
+    assert job_threads(job.id) == []  # requests fan out with no thread of their own
 
     started = time.monotonic()
     assert job.cancel() is True
     with pytest.raises(JobCancelled):
         job.result(timeout=5)
-    assert job.status().state == "cancelled"
+    assert job.status().state == "cancelled" and job.status().in_flight == 0
     assert ref.actor_stopped.wait(5)
-    wait_threads_gone(threads)
-    for child in sv.which_children(system.programs.name):
-        assert child.ref is None or child.ref.actor_stopped.wait(5)
+    for program in programs:
+        assert not program.is_alive()  # killed by the cancel, not left to time out
+    assert sv.count_children(system.programs.name).active == 0
     assert time.monotonic() - started < 5
     assert job.cancel() is False
 
@@ -399,3 +414,39 @@ def test_progress_is_logged_as_structlog_events(system: dx.ActorSystem) -> None:
     evaluated = [e for e in events(search.id) if e["event"] == "candidate.evaluated"]
     assert sorted(e["seed"] for e in evaluated) == [-3, -2, -1, 0]
     assert max(e["best_score"] for e in evaluated) == 75.0  # Atlantis is unknown
+
+
+# ---------------------------------------------------------------- deadlines
+
+_HANG = threading.Event()
+"""Module-level (a compile deep-copies its programs, and an Event cannot be copied)."""
+
+
+class HangsOnAtlantis(dx.Module):
+    def __init__(self) -> None:
+        self.qa = dx.Predict("question -> answer")
+
+    def forward(self, question: str) -> Any:  # type: ignore[override]
+        if "Atlantis" in question:
+            _HANG.wait(10)  # user code: the program's own deadline cannot end it
+        return self.qa(question=question)
+
+
+def test_a_teacher_run_stuck_past_its_deadline_is_killed_and_counted_as_an_error(
+    server: RuleBasedLMServer,
+) -> None:
+    lm = dx.LM("openai/rule-based", api_base=server.api_base, api_key="sk-test")
+    retry = dx.RetryPolicy(deadline=1.5)  # generous: only the stuck run may pass it
+    _HANG.clear()
+    try:
+        with dx.start(lm=lm, name=f"cj-{uuid.uuid4().hex[:8]}", cache=False, retry=retry) as system:
+            job = system.compile(bootstrap(), student=HangsOnAtlantis(), trainset=trainset())
+            compiled = job.result(timeout=10)  # the job's deadline timer woke it
+            status = job.status()
+            entries = job._run.checkpoint.load()
+            assert sv.count_children(system.programs.name).active == 0
+    finally:
+        _HANG.set()
+    assert status.state == "done" and status.errors == 1
+    assert entries["t/2/0"]["error"]["type"] == "DeadlineExceeded"  # trainset[2] is Atlantis
+    assert len([d for d in compiled.predictors()[0].demos if d.get("augmented")]) == 8

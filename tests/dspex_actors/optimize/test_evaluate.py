@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 import dspex_actors as dx
 import supervisors as sv
@@ -353,3 +354,56 @@ def test_progress_on_a_tty_redraws_a_single_line(system: dx.ActorSystem) -> None
     text = evaluate.progress_stream.getvalue()
     assert text.startswith("\r") and text.endswith("\n") and text.count("\n") == 1
     assert text.rstrip().split("\r")[-1].startswith("Evaluate: 20/20  score 100.0%")
+
+
+# ------------------------------------------------------- metric in the program
+
+
+def test_a_metric_that_calls_an_lm_runs_in_the_examples_program_actor(
+    system: dx.ActorSystem, server: RuleBasedLMServer
+) -> None:
+    judge = dx.Predict("question -> answer")
+    seen: list[tuple[bool, str]] = []
+    lock = threading.Lock()
+
+    def judged(example: dx.Example, prediction: Any) -> bool:
+        verdict = judge(question=example.question)  # an LM call from inside the metric
+        with lock:
+            seen.append((dx.runtime.current_program() is not None, threading.current_thread().name))
+        return verdict.answer == prediction.answer
+
+    with capture_logs() as logs:
+        result = Evaluate(devset=capitals(12), metric=judged, max_concurrency=4)(
+            dx.Predict("question -> answer")
+        )
+
+    assert result.score == 100.0 and server.request_count == 24
+    assert all(in_program for in_program, _ in seen) and len(seen) == 12
+    assert not any(name.startswith("dspex:eval-") for _, name in seen)
+    stops = [e for e in logs if e["event"] == "request.stop"]
+    assert len(stops) == 12 and all(e["lm_calls"] == 2 for e in stops)  # one request each
+
+
+def test_an_example_stuck_past_its_deadline_is_killed_and_fails(
+    system: dx.ActorSystem, server: RuleBasedLMServer
+) -> None:
+    gate = threading.Event()
+
+    class StuckOnItaly(dx.Module):
+        def __init__(self) -> None:
+            self.qa = dx.Predict("question -> answer")
+
+        def forward(self, question: str) -> Any:  # type: ignore[override]
+            if "Italy" in question:
+                gate.wait(10)  # user code: only a kill ends it
+            return self.qa(question=question)
+
+    try:
+        result = Evaluate(devset=capitals(6), metric=contains, timeout=1.5)(StuckOnItaly())
+    finally:
+        gate.set()
+
+    errors = [pred for _, pred, _ in result.results if isinstance(pred, Exception)]
+    assert len(result.results) == 6 and result.errors == 1 and not result.partial
+    assert isinstance(errors[0], dx.DeadlineExceeded)
+    assert sv.count_children(system.programs.name).active == 0

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 import dspex_actors as dx
-from dspex_actors.optimize._evaluate import Evaluate
-from dspex_actors.optimize._teleprompt import (
+from dspex_actors.optimize import (
     BootstrapFewShot,
     BootstrapFewShotWithRandomSearch,
+    Evaluate,
     LabeledFewShot,
 )
 from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, Fault, RuleBasedLMServer
