@@ -13,8 +13,8 @@ when met and when a store opens the file. A store re-created on the same path se
 the earlier entries, so a restarted cache actor loses only its memory tier.
 
 Threading: not thread-safe. The SQLite connection is opened with
-``check_same_thread=False`` because a pykka actor may be started on one thread and
-run on another, but the owner (one actor) must serialise all calls. Several
+``check_same_thread=False`` because the store is used from several threads, one at
+a time: its owner (a cache actor) serialises all calls with its :class:`CacheView`'s lock. Several
 processes may share a file (SQLite locking, 5 s busy timeout).
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FORBIDDEN_KEY_PARAMS", "CacheConfig", "CacheStore", "cache_key"]
+__all__ = ["FORBIDDEN_KEY_PARAMS", "CacheConfig", "CacheStore", "cache_key", "encode_value"]
 
 #: Parameter names stripped from cache keys, compared case-insensitively with ``-``
 #: read as ``_``, at any nesting depth of ``params``.
@@ -104,6 +104,13 @@ def _check_json_value(value: Any, path: str = "value") -> None:
             _check_json_value(item, f"{path}[{key!r}]")
         return
     raise TypeError(f"{path}: {type(value).__name__} is not JSON-serialisable")
+
+
+def encode_value(value: Any) -> str:
+    """The stored form of ``value``: compact JSON text. Raises ``TypeError`` unless
+    ``value`` is plain JSON data (see :meth:`CacheStore.put`)."""
+    _check_json_value(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass
@@ -203,6 +210,12 @@ class CacheStore:
         """The value stored under ``key`` as a fresh object, or ``None`` on a miss
         (absent or expired). A hit refreshes the key's LRU position; a file hit is
         copied into memory."""
+        text = self.get_text(key)
+        return None if text is None else json.loads(text)
+
+    def get_text(self, key: str) -> str | None:
+        """Like :meth:`get`, but the stored JSON text (for callers that parse it later,
+        outside a lock); hits and misses are counted the same way."""
         self._check_open()
         self._check_key(key)
         entry = self._memory.get(key)
@@ -214,7 +227,7 @@ class CacheStore:
                 return None
             self._memory.move_to_end(key)
             self._hits += 1
-            return json.loads(entry.text)
+            return entry.text
         row = self._file_get(key)
         if row is None:
             self._misses += 1
@@ -229,14 +242,14 @@ class CacheStore:
                 return None
             expires_at = self._clock() + (self.config.ttl - age)
         try:
-            value = json.loads(text)
+            json.loads(text)
         except ValueError:
             self._file_delete(key)
             self._misses += 1
             return None
         self._remember(key, text, expires_at)
         self._hits += 1
-        return value
+        return text
 
     def put(self, key: str, value: Any) -> None:
         """Store a copy of ``value`` (plain JSON data only) under ``key``, replacing
@@ -244,8 +257,14 @@ class CacheStore:
         ``TypeError`` for non-JSON values (nothing is stored then)."""
         self._check_open()
         self._check_key(key)
-        _check_json_value(value)
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        self.put_text(key, encode_value(value))
+
+    def put_text(self, key: str, text: str) -> None:
+        """Store ``text``, which must come from :func:`encode_value` (so it is the JSON
+        of plain data), under ``key``: :meth:`put` without the encoding, for callers
+        that encode outside a lock."""
+        self._check_open()
+        self._check_key(key)
         ttl = self.config.ttl
         self._remember(key, text, None if ttl is None else self._clock() + ttl)
         if self._db is not None:
