@@ -341,6 +341,64 @@ def judge(ok: bool, mode: str = "process") -> str:
 # ------------------------------------------------------------------------ 1. per call
 
 
+def per_call_variants(
+    server: Server,
+    config: str,
+    dspy: ModuleType | None,
+    questions: Questions,
+    wrong: list[str],
+    stack: contextlib.ExitStack,
+) -> list[tuple[Row, Callable[[], float]]]:
+    """Section 1's clients, each a ``once() -> seconds`` for one checked call."""
+    lm = dx.LM(MODEL, api_base=server.api_base, api_key="x")
+    system = start_ours(lm, config, "bench-per-call")
+    stack.callback(system.shutdown)
+    ours = dx.Predict(SIGNATURE)
+    ours.system = system
+    session = requests.Session()
+    stack.callback(session.close)
+    bare = Bare(server.chat_url, session)
+
+    def check(answer: str, expected: str, who: str) -> None:
+        if expected not in answer:
+            wrong.append(f"{who}: {answer!r} (expected {expected})")
+
+    def run_bare() -> float:
+        question, expected = questions.next()
+        payload = bare.payload(question)
+        t0 = time.perf_counter()
+        answer = bare.post(payload)
+        elapsed = time.perf_counter() - t0
+        check(answer, expected, "bare")
+        return elapsed
+
+    def run_module(module: Any, who: str) -> Callable[[], float]:
+        def once() -> float:
+            question, expected = questions.next()
+            t0 = time.perf_counter()
+            prediction = module(question=question)
+            elapsed = time.perf_counter() - t0
+            check(str(prediction.answer), expected, who)
+            return elapsed
+
+        return once
+
+    variants: list[tuple[Row, Callable[[], float]]] = [
+        (Row("bare requests.Session().post + .json()"), run_bare),
+        (Row(f"dx.Predict ({describe_config(config)})"), run_module(ours, "ours")),
+    ]
+    if dspy is not None:
+        dspy_lm = dspy.LM(MODEL, api_base=server.api_base, api_key="x", cache=False, num_retries=0)
+        dspy.configure(lm=dspy_lm)
+        variants.append(
+            (
+                Row("dspy.Predict, LM(cache=False, num_retries=0)"),
+                run_module(dspy.Predict(SIGNATURE), "dspy"),
+            )
+        )
+    return variants
+
+
 def bench_per_call(
     mode: str, config: str, dspy: ModuleType | None, rounds: int, batch: int, warmup: int
 ) -> dict[str, Any]:
@@ -349,57 +407,9 @@ def bench_per_call(
     wrong: list[str] = []
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(Server(mode, 0.0))
-        lm = dx.LM(MODEL, api_base=server.api_base, api_key="x")
-        system = start_ours(lm, config, "bench-per-call")
-        stack.callback(system.shutdown)
-        ours = dx.Predict(SIGNATURE)
-        ours.system = system
-        session = requests.Session()
-        stack.callback(session.close)
-        bare = Bare(server.chat_url, session)
+        variants = per_call_variants(server, config, dspy, questions, wrong, stack)
         probe = requests.Session()
         stack.callback(probe.close)
-
-        def check(answer: str, expected: str, who: str) -> None:
-            if expected not in answer:
-                wrong.append(f"{who}: {answer!r} (expected {expected})")
-
-        def run_bare() -> float:
-            question, expected = questions.next()
-            payload = bare.payload(question)
-            t0 = time.perf_counter()
-            answer = bare.post(payload)
-            elapsed = time.perf_counter() - t0
-            check(answer, expected, "bare")
-            return elapsed
-
-        def run_module(module: Any, who: str) -> Callable[[], float]:
-            def once() -> float:
-                question, expected = questions.next()
-                t0 = time.perf_counter()
-                prediction = module(question=question)
-                elapsed = time.perf_counter() - t0
-                check(str(prediction.answer), expected, who)
-                return elapsed
-
-            return once
-
-        variants: list[tuple[Row, Callable[[], float]]] = [
-            (Row("bare requests.Session().post + .json()"), run_bare),
-            (Row(f"dx.Predict ({describe_config(config)})"), run_module(ours, "ours")),
-        ]
-        if dspy is not None:
-            dspy_lm = dspy.LM(
-                MODEL, api_base=server.api_base, api_key="x", cache=False, num_retries=0
-            )
-            dspy.configure(lm=dspy_lm)
-            variants.append(
-                (
-                    Row("dspy.Predict, LM(cache=False, num_retries=0)"),
-                    run_module(dspy.Predict(SIGNATURE), "dspy"),
-                )
-            )
-
         seq0 = server_seq(probe, server.chat_url)
         for _, once in variants:
             for _ in range(warmup):
