@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -215,13 +216,16 @@ def test_requests_are_admitted_and_counted_without_messaging_the_lm_client(
 def test_the_rate_limit_holds_without_an_ask(
     lm_server: dx.RuleBasedLMServer, client_messages: list[str]
 ) -> None:
-    with make_system(lm_server, rpm=600) as system:  # burst 10, then 10 per second
+    with make_system(lm_server, rpm=120) as system:  # burst 2, then 2 per second
         qa = dx.Predict("question -> answer")
-        qa.batch([{"question": f"What is {n} + 2?"} for n in range(14)], max_concurrency=14)
+        started = time.monotonic()
+        qa.batch([{"question": f"What is {n} + 2?"} for n in range(4)], max_concurrency=4)
+        elapsed = time.monotonic() - started
         stats = system.stats()["lms"]["default"]
     assert client_messages == ["GetStats"]
-    assert stats["ok"] == 14
-    assert stats["rate_limited_locally"] >= 4  # at least the 4 beyond the burst waited
+    assert stats["ok"] == 4
+    # The 4th token exists 1 s after the bucket was full: a lower bound, safe under load.
+    assert elapsed >= 0.95
 
 
 def test_an_open_breaker_refuses_without_http_and_without_an_ask(
