@@ -866,7 +866,7 @@ def scaling_table(
     print(
         f"  {'N':>5} {'ideal':>6} {rate_cols}  {'ours/bare':>9}"
         + (f" {'ours/dspy':>9}" if with_dspy else "")
-        + f"   KiB/in-flight {kib_cols}   threads peak ours"
+        + f"   KiB/in-flight {kib_cols}   peak threads {kib_cols}"
     )
     out: dict[str, Any] = {"levels": {}}
     worst_bare, worst_kib = float("inf"), 0.0
@@ -884,7 +884,9 @@ def scaling_table(
         if with_dspy:
             line += f" {rate['ours'] / rate['dspy']:>9.2f}"
         line += "                 " + " ".join(f"{kib[k]:>6.1f}" for k in kinds)
-        line += f"   {max(s['peak_threads'] for s in cell['ours']):>17}"
+        line += "                " + " ".join(
+            f"{max(s['peak_threads'] for s in cell[k]):>6}" for k in kinds
+        )
         print(line)
         out["levels"][str(n)] = {"rate": rate, "kib_per_in_flight": kib, "samples": cell}
     print(
@@ -893,6 +895,11 @@ def scaling_table(
     print(
         f"  ours RSS per in-flight request <= 100 KiB: worst {worst_kib:.1f} KiB: "
         f"{judge(worst_kib <= 100)}"
+    )
+    print(
+        "  (peak threads show how many requests really were in flight at once: bare and DSPy"
+        " use one thread per request, ours two; where fewer than N were, the client could not"
+        " start them faster than the server answered, and KiB/in-flight, divided by N, is low)"
     )
     out.update(worst_ours_over_bare=worst_bare, worst_ours_kib=worst_kib)
     return out
