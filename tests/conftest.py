@@ -7,6 +7,17 @@ from collections.abc import Iterator
 
 import pykka
 import pytest
+import structlog
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Mark structlog configured (with its defaults) before any test runs.
+
+    ``dx.start()`` configures logging only when nobody did, and its setup caches
+    loggers at INFO on first use: one test calling it would hide the DEBUG events
+    that later tests capture. Tests of that default setup run it in a subprocess.
+    """
+    structlog.configure()
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ from typing import Any
 
 from dspex_actors.cache._messages import CacheClear, CacheGet, CachePut
 from dspex_actors.cache._store import CacheConfig, CacheStore
+from dspex_actors.cache._view import CacheView
 from dspex_actors.primitives import GetStats, logger
 from supervisors import Actor
 
@@ -13,11 +14,14 @@ __all__ = ["CacheActor"]
 
 
 class CacheActor(Actor):
-    """Serialises all access to a :class:`CacheStore` (LRU in memory, optional SQLite file).
+    """Owns a :class:`CacheStore` (LRU in memory, optional SQLite file) and its :class:`CacheView`.
 
     Messages: :class:`CacheGet` (ask) -> JSON value or ``None``;
     :class:`CachePut` (tell); :class:`CacheClear` (ask); :class:`GetStats` (ask).
-    Values are JSON, never pickle, and every ``get`` returns a fresh copy.
+    Values are JSON, never pickle, and every ``get`` returns a fresh copy. The
+    request path uses :attr:`view` (reads, and writes to a memory-only store) from
+    its own threads under the view's lock; the actor takes the same lock, so the
+    store sees one caller at a time.
 
     Failure: a bad value (not JSON) is refused and logged, not a crash. If the actor
     does crash, its supervisor restarts it: the memory tier is lost, the file (if
@@ -28,10 +32,10 @@ class CacheActor(Actor):
     def __init__(self, config: CacheConfig) -> None:
         super().__init__()
         self.config = config
-        self._store: CacheStore | None = None
+        self.view: CacheView | None = None
 
     def on_start(self) -> None:
-        self._store = CacheStore(self.config)
+        self.view = CacheView(CacheStore(self.config))
 
     def on_stop(self) -> None:
         self._close()
@@ -40,13 +44,17 @@ class CacheActor(Actor):
         self._close()
 
     def _close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        if self.view is not None:
+            self.view.close()
 
     def on_receive(self, message: Any) -> Any:
-        store = self._store
-        assert store is not None
+        view = self.view
+        assert view is not None
+        with view.lock:
+            return self._handle(view.store, message)
+
+    @staticmethod
+    def _handle(store: CacheStore, message: Any) -> Any:
         if isinstance(message, CacheGet):
             if not isinstance(message.key, str):  # a bad message is a miss, not a crash
                 logger.warning("cache_get_refused", key_type=type(message.key).__name__)
@@ -67,5 +75,5 @@ class CacheActor(Actor):
         return None
 
     def describe(self) -> str | None:
-        store = self._store
-        return f"{len(store)} entries" if store is not None else None
+        view = self.view
+        return f"{len(view.store)} entries" if view is not None and not view.closed else None

@@ -13,8 +13,8 @@ when met and when a store opens the file. A store re-created on the same path se
 the earlier entries, so a restarted cache actor loses only its memory tier.
 
 Threading: not thread-safe. The SQLite connection is opened with
-``check_same_thread=False`` because a pykka actor may be started on one thread and
-run on another, but the owner (one actor) must serialise all calls. Several
+``check_same_thread=False`` because the store is used from several threads, one at
+a time: its owner (a cache actor) serialises all calls with its :class:`CacheView`'s lock. Several
 processes may share a file (SQLite locking, 5 s busy timeout).
 """
 
@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dspex_actors.cache._file import FileTier
 
-__all__ = ["FORBIDDEN_KEY_PARAMS", "CacheConfig", "CacheStore", "cache_key"]
+__all__ = ["FORBIDDEN_KEY_PARAMS", "CacheConfig", "CacheStore", "cache_key", "encode_value"]
 
 #: Parameter names stripped from cache keys, compared case-insensitively with ``-``
 #: read as ``_``, at any nesting depth of ``params``.
@@ -123,6 +123,13 @@ def _check_json_value(value: Any, path: str = "value") -> None:
     raise TypeError(f"{path}: {type(value).__name__} is not JSON-serialisable")
 
 
+def encode_value(value: Any) -> str:
+    """The stored form of ``value``: compact JSON text. Raises ``TypeError`` unless
+    ``value`` is plain JSON data (see :meth:`CacheStore.put`)."""
+    _check_json_value(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 @dataclass
 class _Entry:
     text: str
@@ -202,6 +209,12 @@ class CacheStore:
         """The value stored under ``key`` as a fresh object, or ``None`` on a miss
         (absent or expired). A hit refreshes the key's LRU position; a file hit is
         copied into memory."""
+        text = self.get_text(key)
+        return None if text is None else json.loads(text)
+
+    def get_text(self, key: str) -> str | None:
+        """Like :meth:`get`, but the stored JSON text (for callers that parse it later,
+        outside a lock); hits and misses are counted the same way."""
         self._check_open()
         self._check_key(key)
         entry = self._memory.get(key)
@@ -213,7 +226,7 @@ class CacheStore:
                 return None
             self._memory.move_to_end(key)
             self._hits += 1
-            return json.loads(entry.text)
+            return entry.text
         row = self._file_get(key)
         if row is None:
             self._misses += 1
@@ -228,14 +241,14 @@ class CacheStore:
                 return None
             expires_at = self._clock() + (self.config.ttl - age)
         try:
-            value = json.loads(text)
+            json.loads(text)
         except ValueError:
             self._file_delete(key)
             self._misses += 1
             return None
         self._remember(key, text, expires_at)
         self._hits += 1
-        return value
+        return text
 
     def put(self, key: str, value: Any) -> None:
         """Store a copy of ``value`` (plain JSON data only) under ``key``, replacing
@@ -243,12 +256,26 @@ class CacheStore:
         ``TypeError`` for non-JSON values (nothing is stored then)."""
         self._check_open()
         self._check_key(key)
-        _check_json_value(value)
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        self.put_text(key, encode_value(value))
+
+    def put_text(self, key: str, text: str) -> None:
+        """Store ``text``, which must come from :func:`encode_value` (so it is the JSON
+        of plain data), under ``key``: :meth:`put` without the encoding, for callers
+        that encode outside a lock."""
+        self._check_open()
+        self._check_key(key)
         ttl = self.config.ttl
         self._remember(key, text, None if ttl is None else self._clock() + ttl)
         if self._file is not None:
             self._file.put(key, text)
+
+    def remember_text(self, key: str, text: str) -> None:
+        """Put ``text`` (from :func:`encode_value`) in the memory tier only; the file
+        write follows through :meth:`put_text` (the cache actor's ``CachePut``)."""
+        self._check_open()
+        self._check_key(key)
+        ttl = self.config.ttl
+        self._remember(key, text, None if ttl is None else self._clock() + ttl)
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` from memory and file; True if it was present in either."""

@@ -3,9 +3,12 @@
 :class:`LM` describes an endpoint; :func:`build_plan` / :func:`execute_plan` make one
 HTTP attempt; :class:`RetryPolicy`, :class:`TokenBucket` and :class:`CircuitBreaker`
 decide when to try; :class:`LMClient` is the long-lived actor that owns one LM's
-connection pool, admission and statistics. Nothing here runs a program.
+connection pool and its :class:`Admission` (rate limit, breaker, statistics behind a
+lock), which it publishes in an :class:`AdmissionTable` so that the request path
+needs no ask. Nothing here runs a program.
 """
 
+from dspex_actors.lm._admission import RESTART_POLL, Admission, AdmissionTable
 from dspex_actors.lm._breaker import CircuitBreaker
 from dspex_actors.lm._client import LMClient, LMCounters
 from dspex_actors.lm._config import LM
@@ -16,6 +19,9 @@ from dspex_actors.lm._retry import RetryPolicy
 
 __all__ = [
     "LM",
+    "RESTART_POLL",
+    "Admission",
+    "AdmissionTable",
     "CircuitBreaker",
     "Completion",
     "LMClient",

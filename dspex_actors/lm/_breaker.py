@@ -23,7 +23,8 @@ Results reported while the breaker is open (requests that were already in flight
 when it opened) are ignored. If a half-open trial never reports back, its slot is
 released after ``trial_timeout`` seconds.
 
-Threading: not thread-safe; owned by one actor.
+Threading: not thread-safe; used under the lock of the LM's
+:class:`~dspex_actors.lm.Admission` (or owned by one thread).
 """
 
 from __future__ import annotations
@@ -159,24 +160,27 @@ class CircuitBreaker:
         self._opened_at = None
         self._trial_started = None
 
-    def record_failure(self, error: BaseException | None = None) -> None:
+    def record_failure(self, error: BaseException | None = None) -> bool:
         """Report a failed request (see :func:`counts_as_failure`).
 
         A counted failure increments the consecutive count and opens the breaker at
         ``threshold``; in half-open it re-opens it at once. A non-counting error is
         neutral (in half-open it frees the trial slot). Ignored while open.
+        Returns whether this report opened the breaker.
         """
         now = self._clock()
         self._refresh(now)
         if self._state == "open":
-            return
+            return False
         if not counts_as_failure(error):
             if self._state == "half_open":
                 self._trial_started = None
-            return
+            return False
         self._failures += 1
         if self._state == "half_open" or self._failures >= self.threshold:
             self._open(now)
+            return True
+        return False
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-serialisable view for status reports and logs."""

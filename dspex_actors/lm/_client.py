@@ -1,72 +1,70 @@
 """The LM client actor: one per configured LM, long-lived, supervised.
 
-It owns the LM's configuration, its HTTP connection pool, its token-bucket rate
-limit, its circuit breaker and its statistics. It **never does HTTP itself and
-never crashes because a request failed**: programs ask it for a request plan
-(answered at once) and I/O workers tell it how each request went.
+It owns the LM's configuration, its HTTP connection pool and its
+:class:`~dspex_actors.lm.Admission` (token-bucket rate limit, circuit breaker,
+statistics). It **never does HTTP itself and never crashes because a request
+failed**. The request path does not message it: programs and I/O workers call the
+admission it published (OTP's ETS pattern); it still answers ``PlanRequest`` and
+``Outcome`` messages for callers that have no admission table.
 """
 
 from __future__ import annotations
 
-import collections
-import statistics
 from typing import Any
 
-from dspex_actors.lm._breaker import CircuitBreaker
+from dspex_actors.lm._admission import Admission, AdmissionTable, LMCounters
 from dspex_actors.lm._config import LM
-from dspex_actors.lm._http import build_plan, make_session
+from dspex_actors.lm._http import make_session
 from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Wait
-from dspex_actors.lm._ratelimit import TokenBucket
-from dspex_actors.primitives import CircuitOpen, GetStats, LMBadRequest, LMError, logger
+from dspex_actors.primitives import GetStats, logger
 from supervisors import Actor
 
 __all__ = ["LMClient", "LMCounters"]
 
-_LATENCY_WINDOW = 1000
-
-
-class LMCounters:
-    """Request statistics of one LM, kept across restarts of its client.
-
-    Written only by the LM client actor's thread (one live client at a time).
-    """
-
-    def __init__(self) -> None:
-        self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.restarts = 0
-
 
 class LMClient(Actor):
-    """Holds one LM's config, connection pool, rate limit, breaker and stats.
+    """Holds one LM's config, connection pool and admission (rate limit, breaker, stats).
 
     Messages: :class:`PlanRequest` (ask) -> :class:`Planned` | :class:`Wait` |
     :class:`Refused`; :class:`Outcome` (tell); :class:`GetStats` (ask) -> dict.
 
-    Threading: everything runs in the actor's thread; the ``requests.Session`` it
-    hands out is shared by the I/O workers (urllib3's pool is thread-safe).
-    On restart (a bug here, never a failed request) the pool, the breaker and the
-    counters start afresh.
+    ``counters`` are handed in by the system so they survive restarts of this actor;
+    ``table`` is where it publishes its admission for programs to use without an ask.
+
+    Threading: hooks and messages run in the actor's thread; the admission (and the
+    ``requests.Session`` in it, whose urllib3 pool is thread-safe) is used from program
+    and worker threads. On restart (a bug here, never a failed request) the pool, the
+    token bucket and the breaker start afresh; the counters are kept.
     """
 
-    def __init__(self, lm_name: str, lm: LM, counters: LMCounters | None = None) -> None:
+    def __init__(
+        self,
+        lm_name: str,
+        lm: LM,
+        counters: LMCounters | None = None,
+        table: AdmissionTable | None = None,
+    ) -> None:
         super().__init__()
         self.lm_name = lm_name
         self.lm = lm
-        self._session: Any = None
-        self._bucket = TokenBucket(lm.rpm) if lm.rpm else None
-        self._breaker = CircuitBreaker(
-            lm.breaker_threshold, lm.breaker_cooldown, trial_timeout=max(60.0, lm.timeout * 2)
-        )
-        # Counters are handed in by the system so they survive restarts of this
-        # actor (a restart resets the pool and the breaker, not the history).
-        shared = counters if counters is not None else LMCounters()
-        self._latencies = shared.latencies
-        self._counts = shared.counts
-        shared.restarts = self.restart_count
+        self._counters = counters if counters is not None else LMCounters()
+        self._table = table
+        self._admission: Admission | None = None
+
+    @property
+    def admission(self) -> Admission | None:
+        """The admission this client published (``None`` before ``on_start``)."""
+        return self._admission
 
     def on_start(self) -> None:
-        self._session = make_session(self.lm.pool_size, base_url=self.lm.chat_url)
+        with self._counters.lock:
+            self._counters.restarts = self.restart_count  # known once started
+        session = make_session(self.lm.pool_size, base_url=self.lm.chat_url)
+        self._admission = Admission(
+            self.lm_name, self.lm, session, self._counters, owner_stopped=self.actor_stopped
+        )
+        if self._table is not None:
+            self._table.publish(self._admission)
 
     def on_stop(self) -> None:
         self._close()
@@ -75,14 +73,21 @@ class LMClient(Actor):
         self._close()
 
     def _close(self) -> None:
-        if self._session is not None:
-            self._session.close()
+        admission = self._admission
+        if admission is None:
+            return
+        if self._table is not None:
+            self._table.withdraw(admission)
+        admission.close()
+        admission.session.close()
 
     def on_receive(self, message: Any) -> Any:
+        admission = self._admission
+        assert admission is not None
         if isinstance(message, PlanRequest):
-            return self._plan(message)
+            return self._plan(admission, message)
         if isinstance(message, Outcome):
-            self._record(message)
+            admission.record(message)
             return None
         if isinstance(message, GetStats):
             return self.stats()
@@ -91,65 +96,19 @@ class LMClient(Actor):
         )
         return None
 
-    def _plan(self, request: PlanRequest) -> Planned | Wait | Refused:
-        if self._bucket is not None:
-            wait = self._bucket.try_acquire()
-            if wait > 0:
-                self._counts["rate_limited_locally"] += 1
-                return Wait(wait)
-        try:
-            self._breaker.before_request()
-        except CircuitOpen as exc:
-            self._counts["circuit_open"] += 1
-            exc.message = f"{self.lm.label}: {exc.message}"  # name the LM and its URL
-            return Refused(exc)
-        try:
-            plan = build_plan(self.lm, request.messages, **request.overrides)
-        except (ValueError, TypeError) as exc:
-            self._breaker.record_failure(LMBadRequest(str(exc)))  # frees a half-open trial slot
-            return Refused(LMBadRequest(f"{self.lm.label}: bad request parameters: {exc}"))
-        self._counts["planned"] += 1
-        return Planned(plan, self._session)
-
-    def _record(self, outcome: Outcome) -> None:
-        self._counts["requests"] += 1
-        self._latencies.append(outcome.latency_s)
-        if outcome.ok:
-            self._breaker.record_success()
-            self._counts["ok"] += 1
-            usage = outcome.usage or {}
-            self._counts["prompt_tokens"] += int(usage.get("prompt_tokens", 0) or 0)
-            self._counts["completion_tokens"] += int(usage.get("completion_tokens", 0) or 0)
-        else:
-            error: LMError | None = outcome.error
-            self._breaker.record_failure(error)
-            self._counts["errors"] += 1
-            self._counts[f"error:{type(error).__name__}"] += 1
+    @staticmethod
+    def _plan(admission: Admission, request: PlanRequest) -> Planned | Wait | Refused:
+        return admission.plan(request.messages, request.overrides)
 
     def stats(self) -> dict[str, Any]:
         """A snapshot: request counts, errors by type, tokens, latency, breaker state."""
-        lat = sorted(self._latencies)
-        counts = dict(self._counts)
-        return {
-            "model": self.lm.model,
-            "requests": counts.get("requests", 0),
-            "ok": counts.get("ok", 0),
-            "errors": counts.get("errors", 0),
-            "errors_by_type": {
-                k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("error:")
-            },
-            "prompt_tokens": counts.get("prompt_tokens", 0),
-            "completion_tokens": counts.get("completion_tokens", 0),
-            "circuit_open_refusals": counts.get("circuit_open", 0),
-            "rate_limited_locally": counts.get("rate_limited_locally", 0),
-            "latency_ms": {
-                "p50": round(statistics.median(lat) * 1000, 3) if lat else None,
-                "p95": round(lat[int(0.95 * (len(lat) - 1))] * 1000, 3) if lat else None,
-                "mean": round(statistics.fmean(lat) * 1000, 3) if lat else None,
-            },
-            "breaker": self._breaker.snapshot(),
-            "client_restarts": self.restart_count,
-        }
+        admission = self._admission
+        assert admission is not None
+        out = admission.stats()
+        out["client_restarts"] = self.restart_count
+        return out
 
     def describe(self) -> str | None:
-        return f"{self.lm.model}  breaker={self._breaker.state}"
+        admission = self._admission
+        state = admission.breaker_state() if admission is not None else "starting"
+        return f"{self.lm.model}  breaker={state}"

@@ -1,7 +1,7 @@
 """Token-bucket rate limiter for requests per minute (pure, never sleeps).
 
-Threading: not thread-safe; owned by one actor (the LM actor), which asks
-:meth:`TokenBucket.try_acquire` and, when told to wait, schedules itself to ask again.
+Threading: not thread-safe; used under the lock of the LM's
+:class:`~dspex_actors.lm.Admission`. A caller told to wait asks again after waiting.
 """
 
 from __future__ import annotations

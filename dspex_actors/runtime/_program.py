@@ -5,18 +5,22 @@ A call of a module from outside the actor system starts a :class:`ProgramActor`
 answer, bounded by the request deadline. The program actor runs the module's
 whole ``forward`` in its own thread. For each LM call it:
 
-1. formats the prompt with the adapter;
-2. asks the cache (a miss, a dead or a slow cache all mean "miss");
-3. asks the LM client for a request plan (rate limit and circuit breaker decide;
-   the client answers at once and never does HTTP);
+1. formats the prompt with the adapter and builds the HTTP request plan;
+2. looks the prompt up in the cache through the cache actor's view (a lock, no
+   ask; a miss, a dead or a slow cache all mean "miss");
+3. asks the LM's admission, which the LM client owns and publishes, whether the
+   attempt may go (rate limit and circuit breaker decide; a lock, no ask);
 4. spawns an :class:`IOWorker`, monitors it, and waits (selective receive) for
    either the completion, sent straight to it by the worker, or a ``Down``
-   carrying the worker's crash reason;
+   carrying the worker's crash reason (the worker records the outcome in the
+   admission itself);
 5. on ``Down`` applies its :class:`RetryPolicy` (backoff with jitter,
    Retry-After honoured, overall deadline) and spawns a new worker;
 6. parses the completion, stores it in the cache, and returns the prediction.
 
 When the program actor ends, for any reason, no worker of its own outlives it.
+Per-request events log at DEBUG; a request that gives up on a retryable error
+logs ``request.retries_exhausted`` at WARNING.
 """
 
 from __future__ import annotations
@@ -34,16 +38,20 @@ from pykka.messages import _ActorStop
 
 import supervisors as sv
 from dspex_actors.adapters import ChatAdapter
-from dspex_actors.cache import CacheGet, CachePut, cache_key
+from dspex_actors.cache import CacheGet, CachePut, cache_key, view_of
 from dspex_actors.lm import (
     LM,
+    RESTART_POLL,
+    AdmissionTable,
     Completion,
     Outcome,
     Planned,
     PlanRequest,
     Refused,
+    RequestPlan,
     RetryPolicy,
     Wait,
+    build_plan,
     execute_plan,
 )
 from dspex_actors.primitives import (
@@ -66,7 +74,8 @@ CACHE_TIMEOUT = 0.25
 """Seconds a program waits for the cache before treating the lookup as a miss."""
 
 PLAN_TIMEOUT = 5.0
-"""Seconds a program waits for an LM client's plan before counting it as a failure."""
+"""Seconds a program waits for an LM client's plan before counting it as a failure
+(only without an admission table, when plans are asked for)."""
 
 _call_ids = itertools.count(1)
 _local = threading.local()
@@ -74,7 +83,11 @@ _local = threading.local()
 
 @dataclass(frozen=True)
 class Runtime:
-    """What a program actor needs to know about its system (immutable, shared)."""
+    """What a program actor needs to know about its system (immutable, shared).
+
+    ``admissions`` is the table where LM clients publish their admission; without
+    it (``None``) programs ask the LM client for a plan per attempt instead.
+    """
 
     system_name: str
     lms: Mapping[str, LM]
@@ -83,6 +96,7 @@ class Runtime:
     retry: RetryPolicy
     default_lm: str = "default"
     adapter: ChatAdapter = field(default_factory=ChatAdapter)
+    admissions: AdmissionTable | None = None
 
 
 def current_program() -> ProgramActor | None:
@@ -95,17 +109,42 @@ class Cancelled(DeadlineExceeded):
     """The caller gave up on the request (it timed out or was interrupted)."""
 
 
+Report = Callable[[Outcome], None]
+"""Where an I/O worker records its attempt's outcome (an admission's ``record``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """An attempt that may go: the plan, the LM's connection pool, where to report."""
+
+    plan: RequestPlan
+    session: requests.Session
+    report: Report
+
+
+def _tell_outcome(client: sv.NamedRef) -> Report:
+    """A :data:`Report` that tells the LM client (the path without an admission table)."""
+
+    def report(outcome: Outcome) -> None:
+        try:
+            client.tell(outcome)
+        except pykka.ActorDeadError:
+            pass  # the client is restarting: this one outcome goes uncounted
+
+    return report
+
+
 # --------------------------------------------------------------------------- worker
 
 
 class IOWorker(sv.Actor):
     """Runs one HTTP request for one program actor, then exits.
 
-    On success it sends :class:`Completed` straight to the program and an
-    :class:`Outcome` to the LM client. On failure it tells the LM client and then
-    *crashes* with the typed :class:`LMError`: the program receives the crash as
-    a ``Down`` message. Its crashes are expected, so they are not logged as
-    ``actor_crashed``; the program logs ``worker_crashed``.
+    On success it records the :class:`Outcome` (``report``: the LM's admission, called
+    in this thread) and sends :class:`Completed` straight to the program. On failure
+    it records the outcome and then *crashes* with the typed :class:`LMError`: the
+    program receives the crash as a ``Down`` message. Its crashes are expected, so
+    they are not logged as ``actor_crashed``; the program logs ``worker_crashed``.
     """
 
     log_crashes = False
@@ -117,14 +156,14 @@ class IOWorker(sv.Actor):
         plan: Any,
         session: requests.Session,
         program: pykka.ActorRef[Any],
-        lm_client: sv.NamedRef,
+        report: Report,
         call_id: int,
     ) -> None:
         super().__init__()
         self._plan = plan
         self._session = session
         self._program = program
-        self._lm_client = lm_client
+        self._report = report
         self._call_id = call_id
 
     def on_receive(self, message: Any) -> Any:
@@ -153,12 +192,6 @@ class IOWorker(sv.Actor):
 
         self.exit_then(hand_over)
         return None
-
-    def _report(self, outcome: Outcome) -> None:
-        try:
-            self._lm_client.tell(outcome)
-        except pykka.ActorDeadError:
-            pass  # the client is restarting: this one outcome goes uncounted
 
     def describe(self) -> str | None:
         return f"POST {self._plan.model}"
@@ -220,7 +253,7 @@ class ProgramActor(sv.Actor):
             status = type(exc).__name__
         finally:
             _local.program = None
-        logger.info(
+        logger.debug(
             "request.stop",
             program=label,
             status=status,
@@ -295,26 +328,34 @@ class ProgramActor(sv.Actor):
     def _key(self, lm: LM, messages: list[dict[str, Any]], overrides: dict[str, Any]) -> str:
         return cache_key(lm.wire_model, messages, lm.request_params(**overrides), lm.cache_endpoint)
 
-    def _cache_get(self, key: str) -> Any:
+    def _cache_ref(self) -> pykka.ActorRef[Any] | None:
         name = self.runtime.cache_name
-        if name is None:
-            return None
-        ref = sv.whereis(name)
+        return sv.whereis(name) if name is not None else None
+
+    def _cache_get(self, key: str) -> Any:
+        ref = self._cache_ref()
         if ref is None:
             return None
-        try:
-            return sv.ask(ref, CacheGet(key), min(CACHE_TIMEOUT, max(self.remaining(), 0.001)))
+        timeout = min(CACHE_TIMEOUT, max(self.remaining(), 0.001))
+        view = view_of(ref)
+        if view is not None:
+            return view.get(key, timeout)
+        try:  # the actor is still starting: ask it (its answer waits for on_start)
+            return sv.ask(ref, CacheGet(key), timeout)
         except Exception as exc:
             logger.debug("cache.miss_on_error", error=repr(exc))
             return None
 
     def _cache_put(self, key: str, completion: Completion) -> None:
-        name = self.runtime.cache_name
-        ref = sv.whereis(name) if name is not None else None
+        ref = self._cache_ref()
         if ref is None:
             return
-        try:
-            ref.tell(CachePut(key, completion.to_dict()))
+        value = completion.to_dict()
+        view = view_of(ref)
+        if view is not None and view.put(key, value):
+            return
+        try:  # a file-backed store writes on the actor's thread (or it is still starting)
+            ref.tell(CachePut(key, value))
         except pykka.ActorDeadError:
             pass
 
@@ -324,7 +365,7 @@ class ProgramActor(sv.Actor):
         """The completion for ``messages`` and its cache key if it came from the LM
         (``None`` for a cache hit or when there is no cache: nothing to store)."""
         if self.runtime.cache_name is None:
-            return self._request(lm_name, messages, overrides), None
+            return self._request(lm_name, lm, messages, overrides), None
         key = self._key(lm, messages, overrides)
         cached = self._cache_get(key)
         if cached is not None:
@@ -335,13 +376,16 @@ class ProgramActor(sv.Actor):
             else:
                 self.cache_hits += 1
                 return completion, None
-        return self._request(lm_name, messages, overrides), key
+        return self._request(lm_name, lm, messages, overrides), key
 
     def _request(
-        self, lm_name: str, messages: list[dict[str, Any]], overrides: dict[str, Any]
+        self, lm_name: str, lm: LM, messages: list[dict[str, Any]], overrides: dict[str, Any]
     ) -> Completion:
-        retry = self.runtime.retry
-        client = sv.named(self.runtime.lm_names[lm_name])
+        try:
+            plan = build_plan(lm, messages, **overrides)
+        except (ValueError, TypeError) as exc:
+            self.attempts += 1
+            raise LMBadRequest(f"bad request parameters: {exc}", attempts=1) from None
         started = time.monotonic()
         attempt = 0
         while True:
@@ -350,47 +394,81 @@ class ProgramActor(sv.Actor):
                 raise DeadlineExceeded(
                     f"request deadline passed after {attempt} attempt(s)", attempts=max(attempt, 1)
                 )
-            reply = self._plan(client, messages, overrides, remaining)
-            if isinstance(reply, Wait):
-                if reply.seconds >= self.remaining():
+            go = self._admit(lm_name, plan, messages, overrides, remaining)
+            if isinstance(go, Wait):
+                if go.seconds >= self.remaining():
                     raise DeadlineExceeded(
                         "rate limit wait would pass the deadline", attempts=max(attempt, 1)
                     )
-                self._status = f"rate limited, waiting {reply.seconds:.3f}s"
-                self._pause(reply.seconds)
+                self._status = f"rate limited, waiting {go.seconds:.3f}s"
+                self._pause(go.seconds)
                 continue
             attempt += 1
             self.attempts += 1
-            if isinstance(reply, Refused):
-                reply.error.attempts = attempt
-                raise reply.error
-            error = self._attempt(reply, client)
+            if isinstance(go, Refused):
+                go.error.attempts = attempt
+                raise go.error
+            error = self._attempt(go)
             if isinstance(error, Completion):
                 return error
-            elapsed = time.monotonic() - started
             error.attempts = attempt
-            if self._rng is None:
-                self._rng = random.Random()
-            delay = retry.next_delay(attempt, error, elapsed, self._rng)
-            if delay is None or delay >= self.remaining():
-                raise error
-            logger.info(
-                "request.retry",
-                lm=lm_name,
-                attempt=attempt,
-                error=type(error).__name__,
-                delay_s=round(delay, 4),
-            )
+            delay = self._retry_delay(lm_name, attempt, error, time.monotonic() - started)
             self._status = f"retrying in {delay:.3f}s after {type(error).__name__}"
             self._pause(delay)
 
-    def _plan(
+    def _retry_delay(self, lm_name: str, attempt: int, error: LMError, elapsed: float) -> float:
+        """The wait before the next attempt; raises ``error`` when the request gives up."""
+        if self._rng is None:
+            self._rng = random.Random()
+        delay = self.runtime.retry.next_delay(attempt, error, elapsed, self._rng)
+        if delay is None or delay >= self.remaining():
+            if error.retryable:
+                logger.warning(
+                    "request.retries_exhausted",
+                    lm=lm_name,
+                    attempts=attempt,
+                    error=type(error).__name__,
+                    program=_module_label(self.module),
+                )
+            raise error
+        logger.debug(
+            "request.retry",
+            lm=lm_name,
+            attempt=attempt,
+            error=type(error).__name__,
+            delay_s=round(delay, 4),
+        )
+        return delay
+
+    def _admit(
         self,
-        client: sv.NamedRef,
+        lm_name: str,
+        plan: RequestPlan,
         messages: list[dict[str, Any]],
         overrides: dict[str, Any],
         remaining: float,
-    ) -> Planned | Wait | Refused:
+    ) -> _Admitted | Wait | Refused:
+        """Whether an attempt may go now, from the LM's admission (no ask)."""
+        table = self.runtime.admissions
+        if table is None:
+            return self._ask_plan(lm_name, messages, overrides, remaining)
+        admission = table.get(lm_name)
+        if admission is None:
+            return Wait(RESTART_POLL)  # its client is restarting: look again shortly
+        verdict = admission.admit()
+        if verdict is not None:
+            return verdict
+        return _Admitted(plan, admission.session, admission.record)
+
+    def _ask_plan(
+        self,
+        lm_name: str,
+        messages: list[dict[str, Any]],
+        overrides: dict[str, Any],
+        remaining: float,
+    ) -> _Admitted | Wait | Refused:
+        """The same decision asked of the LM client (a runtime without admission table)."""
+        client = sv.named(self.runtime.lm_names[lm_name])
         try:
             reply = client.ask(
                 PlanRequest(messages, overrides), timeout=min(PLAN_TIMEOUT, remaining)
@@ -398,17 +476,22 @@ class ProgramActor(sv.Actor):
         except (pykka.ActorDeadError, pykka.Timeout):
             # The client is restarting (or stuck): wait a moment and ask again; the
             # request deadline bounds how long.
-            return Wait(0.01)
-        assert isinstance(reply, Planned | Wait | Refused)
+            return Wait(RESTART_POLL)
+        if isinstance(reply, Planned):
+            return _Admitted(reply.plan, reply.session, _tell_outcome(client))
+        assert isinstance(reply, Wait | Refused)
         return reply
 
-    def _attempt(self, planned: Planned, client: sv.NamedRef) -> Completion | LMError:
+    def _attempt(self, admitted: _Admitted) -> Completion | LMError:
         call_id = next(_call_ids)
-        plan = planned.plan.within(self.remaining())  # the worker closes the socket at the deadline
+        # The worker closes the socket at the request deadline.
+        plan = admitted.plan.within(self.remaining())
         # Linked (a killed program takes its workers down) and monitored from
         # birth, with its work already in its mailbox: one wake-up, no gap.
         with sv.spawn_options(link=self, monitor=self, first_message=Perform()) as options:
-            worker_ref = IOWorker.start(plan, planned.session, self.actor_ref, client, call_id)
+            worker_ref = IOWorker.start(
+                plan, admitted.session, self.actor_ref, admitted.report, call_id
+            )
         worker = sv.actor_of(worker_ref)
         mref = options.monitor_ref
         assert worker is not None and mref is not None
@@ -447,7 +530,7 @@ class ProgramActor(sv.Actor):
                 f"I/O worker ended without a result: {sv.describe_reason(reason)}"
             )
         )
-        logger.info(
+        logger.debug(
             "worker_crashed", program=_module_label(self.module), reason=sv.describe_reason(reason)
         )
         return error

@@ -15,6 +15,7 @@ import structlog
 import dspex_actors as dx
 from dspex_actors.cache import CacheConfig, CacheStore
 from dspex_actors.cache._file import FileTier
+from tests.dspex_actors.fixture_types import SystemFactory
 
 VALUE = {"text": "Paris", "usage": {"total_tokens": 3}}
 
@@ -158,3 +159,16 @@ def test_a_cache_get_with_a_non_str_key_is_a_miss_and_the_actor_lives() -> None:
         assert ref.is_alive()
     finally:
         sv.stop(ref, timeout=5)
+
+
+def test_a_repeat_right_after_a_call_hits_a_file_backed_cache(
+    tmp_path: Path, lm_server: dx.RuleBasedLMServer, start_system: SystemFactory
+) -> None:
+    system = start_system(lm_server, cache=CacheConfig(path=tmp_path / "cache.db"))
+    qa = dx.Predict("question -> answer")
+
+    answers = [qa(question="What is the capital of Peru?").answer for _ in range(5)]
+
+    assert len(set(answers)) == 1
+    assert lm_server.stats()["requests"] == 1  # every repeat was a hit, none raced the write
+    assert system.stats()["cache"]["hits"] == 4

@@ -1,0 +1,244 @@
+"""Admission for one LM: rate limit, circuit breaker and outcome counters behind one lock.
+
+OTP's ETS pattern (counters and fuses in a table that a GenServer owns and other
+processes read): the LM client actor creates an :class:`Admission` in ``on_start``,
+publishes it in the system's :class:`AdmissionTable` and closes it when it stops or
+crashes; its restart publishes a fresh one (new token bucket, new breaker, same
+:class:`LMCounters`). Program actors ask it "may I send?" and I/O workers tell it how
+a request went by calling it from their own threads: no ask, no tell, no thread
+hand-off on the request path.
+"""
+
+from __future__ import annotations
+
+import collections
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from dspex_actors.lm._breaker import CircuitBreaker
+from dspex_actors.lm._config import LM
+from dspex_actors.lm._http import build_plan
+from dspex_actors.lm._messages import Outcome, Planned, Refused, Wait
+from dspex_actors.lm._ratelimit import TokenBucket
+from dspex_actors.primitives import CircuitOpen, LMBadRequest, LMError, logger
+
+if TYPE_CHECKING:
+    import requests
+
+__all__ = ["RESTART_POLL", "Admission", "AdmissionTable", "LMCounters"]
+
+_LATENCY_WINDOW = 1000
+
+RESTART_POLL = 0.01
+"""Seconds a program waits before looking again when the LM's client is restarting."""
+
+
+class LMCounters:
+    """Request statistics of one LM, kept across restarts of its client.
+
+    Threading: read and written only under :attr:`lock`, which every
+    :class:`Admission` of this LM shares (so an old admission still recording the
+    outcome of a request planned before a restart cannot race the new one).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.restarts = 0
+
+
+class Admission:
+    """One LM client's admission state: token bucket, circuit breaker, counters, session.
+
+    Created, published and closed by the :class:`~dspex_actors.lm.LMClient` that owns
+    it. :meth:`admit` and :meth:`record` are what the request path calls instead of
+    asking the client; both take the counters' lock for a few microseconds and never
+    block otherwise, never do I/O and never raise for a failed request.
+
+    ``clock`` (monotonic seconds) drives the bucket and the breaker; inject one in tests.
+    ``owner_stopped`` is the owning actor's ``actor_stopped`` event.
+
+    Threading: every method may be called from any thread. After :meth:`close` (the
+    client stopped or crashed) :meth:`admit` answers ``Wait(RESTART_POLL)`` so the
+    caller looks up the replacement; outcomes are still counted.
+    """
+
+    def __init__(
+        self,
+        lm_name: str,
+        lm: LM,
+        session: requests.Session,
+        counters: LMCounters | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        owner_stopped: threading.Event | None = None,
+    ) -> None:
+        self.lm_name = lm_name
+        self.lm = lm
+        self.session = session
+        self.counters = counters if counters is not None else LMCounters()
+        self._lock = self.counters.lock
+        self._bucket = TokenBucket(lm.rpm, clock=clock) if lm.rpm else None
+        self._breaker = CircuitBreaker(
+            lm.breaker_threshold,
+            lm.breaker_cooldown,
+            clock,
+            trial_timeout=max(60.0, lm.timeout * 2),
+        )
+        self._closed = False
+        self._owner_stopped = owner_stopped
+
+    @property
+    def closed(self) -> bool:
+        """Whether the owning client has stopped (a replacement may be published): it
+        closed this admission, or its ``owner_stopped`` event is set (it was killed, so
+        no hook ran), as an ETS table dies with its owner."""
+        owner_stopped = self._owner_stopped
+        return self._closed or (owner_stopped is not None and owner_stopped.is_set())
+
+    def close(self) -> None:
+        """Called by the owning client when it stops or crashes. Idempotent."""
+        self._closed = True
+
+    def admit(self) -> Wait | Refused | None:
+        """May one attempt go now? ``None``: yes (a token and, in half-open, the trial
+        slot are taken); :class:`Wait`: the rate limit (or a restart) says try again
+        in ``seconds``; :class:`Refused`: the breaker is open (``CircuitOpen``)."""
+        if self.closed:
+            return Wait(RESTART_POLL)
+        counts = self.counters.counts
+        with self._lock:
+            if self._bucket is not None:
+                wait = self._bucket.try_acquire()
+                if wait > 0:
+                    counts["rate_limited_locally"] += 1
+                    return Wait(wait)
+            try:
+                self._breaker.before_request()
+            except CircuitOpen as exc:
+                counts["circuit_open"] += 1
+                exc.message = f"{self.lm.label}: {exc.message}"  # name the LM and its URL
+                return Refused(exc)
+            counts["planned"] += 1
+        return None
+
+    def plan(
+        self, messages: list[dict[str, Any]], overrides: dict[str, Any]
+    ) -> Planned | Wait | Refused:
+        """:meth:`admit` and :func:`build_plan` in one (what a ``PlanRequest`` ask answers).
+
+        Bad parameters are refused with :class:`LMBadRequest` before anything is taken.
+        """
+        try:
+            request = build_plan(self.lm, messages, **overrides)
+        except (ValueError, TypeError) as exc:
+            return Refused(LMBadRequest(f"{self.lm.label}: bad request parameters: {exc}"))
+        verdict = self.admit()
+        return Planned(request, self.session) if verdict is None else verdict
+
+    def record(self, outcome: Outcome) -> None:
+        """Count one attempt's outcome and feed it to the breaker (any thread).
+
+        Logs ``lm.breaker_opened`` at WARNING when this outcome opened the breaker.
+        """
+        counts = self.counters.counts
+        opened = False
+        with self._lock:
+            counts["requests"] += 1
+            self.counters.latencies.append(outcome.latency_s)
+            if outcome.ok:
+                self._breaker.record_success()
+                counts["ok"] += 1
+                usage = outcome.usage or {}
+                counts["prompt_tokens"] += int(usage.get("prompt_tokens", 0) or 0)
+                counts["completion_tokens"] += int(usage.get("completion_tokens", 0) or 0)
+            else:
+                error: LMError | None = outcome.error
+                opened = self._breaker.record_failure(error)
+                counts["errors"] += 1
+                counts[f"error:{type(error).__name__}"] += 1
+            if opened:
+                breaker = self._breaker.snapshot()
+        if opened:
+            logger.warning(
+                "lm.breaker_opened",
+                lm=self.lm_name,
+                failures=breaker["consecutive_failures"],
+                cooldown_s=breaker["cooldown"],
+                error=type(outcome.error).__name__,
+            )
+
+    def breaker_state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half_open"``."""
+        with self._lock:
+            return self._breaker.state
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot: request counts, errors by type, tokens, latency, breaker state."""
+        with self._lock:
+            lat = sorted(self.counters.latencies)
+            counts = dict(self.counters.counts)
+            breaker = self._breaker.snapshot()
+        return {
+            "model": self.lm.model,
+            "requests": counts.get("requests", 0),
+            "ok": counts.get("ok", 0),
+            "errors": counts.get("errors", 0),
+            "errors_by_type": {
+                k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("error:")
+            },
+            "prompt_tokens": counts.get("prompt_tokens", 0),
+            "completion_tokens": counts.get("completion_tokens", 0),
+            "circuit_open_refusals": counts.get("circuit_open", 0),
+            "rate_limited_locally": counts.get("rate_limited_locally", 0),
+            "latency_ms": {
+                "p50": round(statistics.median(lat) * 1000, 3) if lat else None,
+                "p95": round(lat[int(0.95 * (len(lat) - 1))] * 1000, 3) if lat else None,
+                "mean": round(statistics.fmean(lat) * 1000, 3) if lat else None,
+            },
+            "breaker": breaker,
+        }
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Admission {self.lm_name!r} {state}, breaker={self._breaker!r}>"
+
+
+class AdmissionTable:
+    """The system's table of current admissions, one per LM name.
+
+    LM clients :meth:`publish` theirs when they start and :meth:`withdraw` it when
+    they stop; programs :meth:`get` the current one for each attempt. Threading:
+    any thread (a dict read; publish and withdraw under a lock).
+    """
+
+    def __init__(self) -> None:
+        self._current: dict[str, Admission] = {}
+        self._lock = threading.Lock()
+
+    def publish(self, admission: Admission) -> None:
+        """Make ``admission`` the current one of its LM. The one it replaces is closed
+        (its client was killed, so it could not withdraw it)."""
+        with self._lock:
+            old = self._current.get(admission.lm_name)
+            self._current[admission.lm_name] = admission
+        if old is not None and old is not admission:
+            old.close()
+
+    def withdraw(self, admission: Admission) -> None:
+        """Close ``admission`` and remove it if it is still the current one of its LM."""
+        admission.close()
+        with self._lock:
+            if self._current.get(admission.lm_name) is admission:
+                del self._current[admission.lm_name]
+
+    def get(self, lm_name: str) -> Admission | None:
+        """The current admission of ``lm_name``, or ``None`` while its client is down."""
+        return self._current.get(lm_name)
+
+    def __repr__(self) -> str:
+        return f"<AdmissionTable {sorted(self._current)}>"
