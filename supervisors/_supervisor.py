@@ -21,7 +21,7 @@ from typing import Any, Literal, Self
 from pykka import ActorDeadError, ActorRef
 
 from supervisors import _registry
-from supervisors._actor import Actor, _StopWith, actor_of, spawn_options
+from supervisors._actor import Actor, _StopWith, actor_of, pending_spawn_options, spawn_options
 from supervisors._errors import NoProc, StartError, SupervisorError
 from supervisors._log import describe_reason, logger
 from supervisors._messages import ExitSignal, Reason, is_normal
@@ -252,10 +252,11 @@ class _SupervisorBase(Actor):
     def _await_stopped(
         self, child: _Child, actor: Actor, timeout: float | None, started: float
     ) -> None:
+        # The shutdown time covers the child's on_stop: wait for its exit, not is_alive().
         if timeout is None:
-            while not actor.actor_stopped.wait(1.0):
+            while not actor._sv_wait_exit(1.0):
                 pass
-        elif timeout > 0 and not actor.actor_stopped.wait(
+        elif timeout > 0 and not actor._sv_wait_exit(
             max(0.0, started + timeout - time.monotonic())
         ):
             actor._kill("killed")
@@ -276,7 +277,6 @@ class _SupervisorBase(Actor):
                 reason=describe_reason(reason),
                 restart=child.spec.restart,
             )
-        actor._sv_wait_gone(1.0)
         logger.info(
             "child_terminated",
             supervisor=self.label(),
@@ -627,10 +627,8 @@ class _named:
     def __enter__(self) -> None:
         if self.name is None:
             return
-        from supervisors._actor import _spawn_local
-
-        outer = getattr(_spawn_local, "options", None)
-        if outer is not None and not outer.consumed:
+        outer = pending_spawn_options()
+        if outer is not None:
             if outer.name not in (None, self.name):
                 raise ValueError(
                     f"conflicting names for one actor: {outer.name!r} (child spec) "
