@@ -248,6 +248,7 @@ class Actor(pykka.ThreadingActor):
         self._sv_flushed: set[MonitorRef] = set()
         self._sv_stash: deque[Envelope[Any]] = deque()
         self._sv_current: Envelope[Any] | None = None
+        self._sv_ending: _Ending | None = None  # set while the last hook runs
         self._sv_started = threading.Event()
         self._sv_start_error: BaseException | str | None = None
         self._sv_name: str | None = None
@@ -464,10 +465,9 @@ class Actor(pykka.ThreadingActor):
                 exc_info=ending.exc_info,
             )
         self._sv_mark_dead(ending.reason)
-        # A kill from now on answers this asker at once instead of after the hook.
-        self._sv_current = ending.crash_envelope or ending.stop_envelope
+        self._sv_ending = ending  # a kill during the hook answers the last asker at once
         reason = self._sv_run_exit_hook(ending)
-        self._sv_current = None
+        self._sv_ending = None
         self._sv_announce_exit(reason)
         self._sv_answer_last(ending)
         after = self._sv_after_exit
@@ -604,12 +604,14 @@ class Actor(pykka.ThreadingActor):
         any more handlers or hooks. Returns ``False`` if the actor had already ended.
         """
         self._sv_killed = True
-        current = self._sv_current
+        current, ending = self._sv_current, self._sv_ending
         ended = self._sv_terminate(reason)
         self._sv_done.set()  # nobody need wait for the abandoned thread
         if ended:
             if current is not None:
                 fail(current, dead_error(str(self)))
+            if ending is not None:
+                self._sv_answer_last(ending)
             if not quiet:  # owners that kill their own helpers report it themselves
                 logger.warning(
                     "actor_killed",

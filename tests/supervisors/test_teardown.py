@@ -124,6 +124,17 @@ def test_a_kill_during_the_last_hook_announces_at_once_and_answers_the_stopper()
     sv.stop(wref)
 
 
+def test_a_kill_during_on_failure_gives_the_crashing_asker_its_exception_at_once() -> None:
+    release = threading.Event()
+    ref, actor = _start_named(release)
+    answer = ref.ask("crash", block=False)
+    assert actor.in_hook.wait(5)
+    sv.kill(ref, quiet=True)
+    with pytest.raises(ValueError, match="crash"):
+        answer.get(timeout=5)  # not left waiting for the hook
+    release.set()
+
+
 def test_stop_waits_for_on_stop_and_kills_past_its_timeout() -> None:
     release = threading.Event()
     ref, actor = _start_named(release)
