@@ -339,16 +339,6 @@ class Actor(pykka.ThreadingActor):
         self._sv_thread = thread
         thread.start()
 
-    def _sv_wait_gone(self, timeout: float | None) -> bool:
-        """Wait until the actor's loop has returned (its thread is gone or back in the pool).
-
-        ``True`` at once for a killed actor (its thread is abandoned) or when called
-        from the actor's own thread.
-        """
-        if self._sv_killed or self._sv_thread is threading.current_thread():
-            return True
-        return self._sv_done.wait(timeout)
-
     # --------------------------------------------------------------------- loop
     # As pykka's: setup (on_start), running (handle messages), teardown (hooks,
     # then the exit is announced). Runs in the actor's own thread.
