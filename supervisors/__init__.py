@@ -56,15 +56,8 @@ from supervisors._messages import (
     TaskResult,
     is_normal,
 )
-from supervisors._registry import (
-    NamedRef,
-    named,
-    register,
-    registered,
-    unregister,
-    wait_for_name,
-    whereis,
-)
+from supervisors._named_ref import NamedRef, named
+from supervisors._registry import register, registered, unregister, wait_for_name, whereis
 from supervisors._reply import ask
 from supervisors._spec import ChildCounts, ChildInfo, ChildSpec
 from supervisors._supervisor import (

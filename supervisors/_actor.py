@@ -1,32 +1,17 @@
 """The :class:`Actor` base class: a pykka ``ThreadingActor`` with OTP process semantics.
 
-What it changes from pykka (see ``docs/supervisors.md``):
-
-* **A crash is a crash.** An unhandled exception in any handler ends the actor,
-  whether the message came by ``tell`` or ``ask`` (the asker also gets the
-  exception). An exception in ``on_start`` is a start failure: :meth:`Actor.start`
-  raises :class:`StartError` in the caller. A ``BaseException`` (``SystemExit``...)
-  ends only this actor, never the whole process's actors.
-* **Death is observable.** Every actor ends exactly once with a reason; monitors
-  receive :class:`Down` messages, linked actors receive :class:`ExitSignal`
-  messages (or die with it), and the registered name is released first.
-* **No ask is left hanging.** The inbox is closed under a lock at death and
-  everything in it, and everything sent afterwards, is answered with
-  :class:`pykka.ActorDeadError` (this closes pykka's ``is_alive``/``put`` race).
-* **Kill.** :meth:`Actor._kill` (``supervisors.kill``) ends an actor at once from
-  any thread. Python cannot stop a thread, so a thread busy in a handler is
-  abandoned (it is a daemon thread) and exits at its next message boundary without
-  running anything more.
-* :meth:`Actor.start` returns only after ``on_start`` finished.
+A crash is an exit with a reason; death is seen by monitors and links; the
+registered name is released first; no ask is left hanging; any thread can kill.
+``docs/supervisors.md`` maps each difference from pykka.
 """
 
 from __future__ import annotations
 
-import itertools
+import os
 import queue
+import random
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +24,7 @@ from pykka.messages import _ActorStop
 
 from supervisors import _registry
 from supervisors._errors import NoProc, StartError
+from supervisors._inbox import Inbox, Wake, dead_error, fail
 from supervisors._log import describe_reason, logger
 from supervisors._messages import Down, ExitSignal, MonitorRef, Reason, is_normal
 from supervisors._threads import run_pooled
@@ -46,92 +32,37 @@ from supervisors._threads import run_pooled
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["Actor", "actor_of", "spawn_options"]
+__all__ = ["Actor", "actor_of", "pending_spawn_options", "spawn_options"]
+
+ExcInfo = tuple[type[BaseException], BaseException, "TracebackType | None"]
+
+# ------------------------------------------------------------------------- URNs
+
+# A private generator (user code may call random.seed()), seeded from os.urandom,
+# reseeded in a forked child. A urandom syscall per actor (uuid.uuid4()) costs
+# about 3x more; URNs are identifiers, not secrets. See docs/supervisors.md.
+_rng = random.Random()
+os.register_at_fork(after_in_child=_rng.seed)
+_getrandbits = _rng.getrandbits
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
-_URN_PREFIX = uuid.uuid4().hex[:12]
-_urn_counter = itertools.count(1)
-
-# --------------------------------------------------------------------------- inbox
-
-
-class _Wake:
-    """Sentinel put straight into a closed inbox to wake an actor thread that was killed."""
-
-
-def _dead_error(ref_text: str) -> BaseException:
-    return ActorDeadError(f"{ref_text} stopped before handling the message")
-
-
-def _fail(envelope: Envelope[Any], error: BaseException) -> None:
-    """Answer ``envelope``'s asker with ``error``; a no-op if it was answered already."""
-    future = envelope.reply_to
-    if future is None:
-        return
-    try:
-        if isinstance(envelope.message, _ActorStop):
-            future.set(None)  # ``ref.stop()`` on a stopping actor: it is stopped.
-        else:
-            future.set_exception(exc_info=(type(error), error, error.__traceback__))
-    except queue.Full:
-        pass
-
-
-class _Inbox:
-    """The actor's mailbox: a FIFO that is closed, atomically, when the actor dies.
-
-    ``put`` and ``close_and_drain`` share one lock, so every envelope is either
-    drained by the dying actor or rejected at ``put``: an ask is always answered.
-    Thread-safe.
-    """
-
-    __slots__ = ("_lock", "_q", "closed", "owner")
-
-    def __init__(self) -> None:
-        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self.closed = False
-        self.owner = "actor"
-
-    def put(self, envelope: Envelope[Any], /) -> None:
-        with self._lock:
-            if not self.closed:
-                self._q.put(envelope)
-                return
-        _fail(envelope, _dead_error(self.owner))
-
-    def get(self, timeout: float | None = None) -> Any:
-        """Next envelope, or the ``_Wake`` class when a kill woke the thread."""
-        return self._q.get(timeout=timeout)
-
-    def empty(self) -> bool:
-        return self._q.empty()
-
-    def qsize(self) -> int:
-        return self._q.qsize()
-
-    def wake(self) -> None:
-        """Unblock a thread waiting in ``get`` even when closed (used by kill)."""
-        self._q.put(_Wake)
-
-    def close_and_drain(self) -> list[Envelope[Any]]:
-        with self._lock:
-            self.closed = True
-        drained: list[Envelope[Any]] = []
-        while True:
-            try:
-                item = self._q.get_nowait()
-            except queue.Empty:
-                return drained
-            if item is not _Wake:
-                drained.append(item)
+def _new_urn() -> str:
+    """A random (version 4) UUID URN, ``urn:uuid:...``, as pykka's ``uuid.uuid4().urn``."""
+    h = f"{(_getrandbits(128) & _V4_CLEAR) | _V4_SET:032x}"
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 # ------------------------------------------------------------------- spawn options
+# Supervisors use these to register a child's name and link it to themselves before
+# the child's thread runs; they travel in a thread-local, as ChildSpec.start is any callable.
 
 
 @dataclass
-class _SpawnOptions:
+class SpawnOptions:
+    """What the next ``Actor.start`` in this thread applies before its thread runs."""
+
     name: str | None = None
     link: Actor | None = None
     restarts: int = 0
@@ -166,12 +97,12 @@ class spawn_options:
         envelope = None
         if first_message is not None:
             envelope = Envelope(first_message, reply_to=first_reply_to)
-        self.options = _SpawnOptions(
+        self.options = SpawnOptions(
             name=name, link=link, restarts=restarts, monitor=monitor, first_envelope=envelope
         )
-        self._previous: _SpawnOptions | None = None
+        self._previous: SpawnOptions | None = None
 
-    def __enter__(self) -> _SpawnOptions:
+    def __enter__(self) -> SpawnOptions:
         self._previous = getattr(_spawn_local, "options", None)
         _spawn_local.options = self.options
         return self.options
@@ -180,11 +111,19 @@ class spawn_options:
         _spawn_local.options = self._previous
 
 
-def _take_spawn_options() -> _SpawnOptions | None:
-    options: _SpawnOptions | None = getattr(_spawn_local, "options", None)
+def pending_spawn_options() -> SpawnOptions | None:
+    """The options the next ``Actor.start`` in this thread will take, if any."""
+    options: SpawnOptions | None = getattr(_spawn_local, "options", None)
     if options is None or options.consumed:
         return None
-    options.consumed = True
+    return options
+
+
+def take_spawn_options() -> SpawnOptions | None:
+    """Take the pending options (``Actor.start`` does this once per block)."""
+    options = pending_spawn_options()
+    if options is not None:
+        options.consumed = True
     return options
 
 
@@ -224,6 +163,21 @@ def actor_of(ref: ActorRef[Any]) -> Actor | None:
     return actor if isinstance(actor, Actor) else None
 
 
+@dataclass(slots=True)
+class _Ending:
+    """Why the running phase of an actor's loop ended, and whom to answer after the end."""
+
+    reason: Reason = "normal"
+    crashed: bool = False
+    exc_info: ExcInfo | None = None
+    crash_envelope: Envelope[Any] | None = None  # answered after the actor is gone
+    stop_envelope: Envelope[Any] | None = None
+    killed: bool = False
+
+
+_KILLED = _Ending(killed=True)
+
+
 # --------------------------------------------------------------------------- actor
 
 
@@ -261,7 +215,7 @@ class Actor(pykka.ThreadingActor):
     """If ``False``, a crash is not logged as ``actor_crashed`` (for actors whose
     crashes are expected and reported by their owner, such as I/O workers)."""
 
-    actor_inbox: _Inbox
+    actor_inbox: Inbox
 
     register_in_pykka: ClassVar[bool] = True
     """If ``False``, the actor is not added to ``pykka.ActorRegistry`` (for internal,
@@ -277,16 +231,15 @@ class Actor(pykka.ThreadingActor):
     :class:`StartError` (reason ``"timeout"``) raised."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # pykka.Actor.__init__, minus its uuid4() (a urandom syscall per actor,
-        # ~5% of CPU when per-request actors are started at hundreds per second):
-        # URNs only need to be unique in this process.
-        self.actor_urn = f"urn:sv:{_URN_PREFIX}-{next(_urn_counter)}"
+        # pykka.Actor.__init__, with a cheaper UUID URN (see _new_urn).
+        self.actor_urn = _new_urn()
         self.actor_inbox = self._create_actor_inbox()
         self.actor_stopped = threading.Event()
         self._actor_ref = ActorRef(self)
         self.actor_inbox.owner = f"{type(self).__name__} ({self.actor_urn})"
         self._sv_lock = threading.Lock()
-        self._sv_terminated = False
+        self._sv_terminated = False  # marked dead: is_alive() False, name released
+        self._sv_exited = False  # ended: monitors, links and supervisor were told
         self._sv_killed = False
         self._sv_exit_reason: Reason | None = None
         self._sv_links: dict[str, Actor] = {}
@@ -295,6 +248,7 @@ class Actor(pykka.ThreadingActor):
         self._sv_flushed: set[MonitorRef] = set()
         self._sv_stash: deque[Envelope[Any]] = deque()
         self._sv_current: Envelope[Any] | None = None
+        self._sv_ending: _Ending | None = None  # set while the last hook runs
         self._sv_started = threading.Event()
         self._sv_start_error: BaseException | str | None = None
         self._sv_name: str | None = None
@@ -302,13 +256,13 @@ class Actor(pykka.ThreadingActor):
         self._sv_parent_urn: str | None = None
         self._sv_thread: threading.Thread | None = None
         self._sv_after_exit: Callable[[], None] | None = None
-        self._sv_done = threading.Event()
+        self._sv_done = threading.Event()  # the loop returned, or a kill abandoned it
 
     # ------------------------------------------------------------------ starting
 
     @staticmethod
-    def _create_actor_inbox() -> _Inbox:
-        return _Inbox()
+    def _create_actor_inbox() -> Inbox:
+        return Inbox()
 
     @classmethod
     def start(cls, *args: Any, **kwargs: Any) -> ActorRef[Self]:
@@ -324,49 +278,57 @@ class Actor(pykka.ThreadingActor):
                 ``__cause__``) or timed out; the actor is dead.
             AlreadyStarted: the requested name is bound to a live actor.
         """
-        options = _take_spawn_options()
+        options = take_spawn_options()
         obj = cls(*args, **kwargs)
         ref = obj.actor_ref
-        if options is not None:
-            options.actor = obj
-            obj._sv_restarts = options.restarts
         if cls.register_in_pykka:
             ActorRegistry.register(ref)
         if options is not None:
-            if options.name is not None:
-                try:
-                    _registry.register(options.name, ref)
-                except BaseException:
-                    if cls.register_in_pykka:
-                        ActorRegistry.unregister(ref)
-                    obj.actor_stopped.set()
-                    raise
-            if options.monitor is not None:
-                mref = MonitorRef()
-                obj._sv_watchers[mref] = _ActorWatcher(options.monitor.actor_ref)
-                options.monitor._sv_monitoring[mref] = obj
-                options.monitor_ref = mref
-            if options.first_envelope is not None:
-                obj.actor_inbox.put(options.first_envelope)
-            if options.link is not None:
-                obj._sv_parent_urn = options.link.actor_urn
-                obj._sv_add_link(options.link)
-                if not options.link._sv_add_link(obj):
-                    obj._sv_links.clear()
-                    obj._sv_terminate("noproc")
-                    raise StartError(str(obj), "parent_dead")
+            obj._sv_apply_spawn_options(options)
         obj._start_actor_loop()
-        if cls.on_start is pykka.Actor.on_start:
-            return ref  # nothing can fail before the first message: no handshake needed
-        if not obj._sv_started.wait(cls.start_timeout):
-            obj._kill("killed")
-            raise StartError(str(obj), "timeout")
-        error = obj._sv_start_error
+        if cls.on_start is not pykka.Actor.on_start:
+            obj._sv_await_start()
+        # else nothing can fail before the first message: no handshake needed
+        return ref
+
+    def _sv_apply_spawn_options(self, options: SpawnOptions) -> None:
+        """Name, monitor, first message and link, before the thread runs (caller's thread)."""
+        options.actor = self
+        self._sv_restarts = options.restarts
+        if options.name is not None:
+            try:
+                _registry.register(options.name, self.actor_ref)
+            except BaseException:
+                if self.register_in_pykka:
+                    ActorRegistry.unregister(self.actor_ref)
+                self.actor_stopped.set()
+                raise
+        if options.monitor is not None:
+            mref = MonitorRef()
+            self._sv_watchers[mref] = _ActorWatcher(options.monitor.actor_ref)
+            options.monitor._sv_monitoring[mref] = self
+            options.monitor_ref = mref
+        if options.first_envelope is not None:
+            self.actor_inbox.put(options.first_envelope)
+        if options.link is not None:
+            self._sv_parent_urn = options.link.actor_urn
+            self._sv_add_link(options.link)
+            if not options.link._sv_add_link(self):
+                self._sv_links.clear()
+                self._sv_terminate("noproc")
+                self._sv_done.set()  # its thread never runs
+                raise StartError(str(self), "parent_dead")
+
+    def _sv_await_start(self) -> None:
+        """Wait for ``on_start`` in the caller's thread; raise :class:`StartError` if it failed."""
+        if not self._sv_started.wait(self.start_timeout):
+            self._kill("killed")
+            raise StartError(str(self), "timeout")
+        error = self._sv_start_error
         if error is not None:
             if isinstance(error, BaseException):
-                raise StartError(str(obj), error) from error
-            raise StartError(str(obj), error)
-        return ref
+                raise StartError(str(self), error) from error
+            raise StartError(str(self), error)
 
     def _start_actor_loop(self) -> None:
         if self.reuse_threads:
@@ -377,13 +339,9 @@ class Actor(pykka.ThreadingActor):
         self._sv_thread = thread
         thread.start()
 
-    def _sv_wait_gone(self, timeout: float | None) -> bool:
-        """Wait until the actor's loop has returned (its thread is gone or back in the pool)."""
-        if self._sv_killed or self._sv_thread is threading.current_thread():
-            return True
-        return self._sv_done.wait(timeout)
-
     # --------------------------------------------------------------------- loop
+    # As pykka's: setup (on_start), running (handle messages), teardown (hooks,
+    # then the exit is announced). Runs in the actor's own thread.
 
     def _actor_loop(self) -> None:
         try:
@@ -392,16 +350,20 @@ class Actor(pykka.ThreadingActor):
             self._sv_done.set()
 
     def _sv_loop(self) -> None:
+        if not self._sv_loop_setup():
+            return
+        ending = self._sv_loop_running()
+        if not ending.killed:
+            self._sv_loop_teardown(ending)
+
+    def _sv_loop_setup(self) -> bool:
+        """Run ``on_start``; on failure end the actor (``start()`` raises). ``False`` if ended."""
         try:
             self.on_start()
         except _SelfExit as exit_:
-            self._sv_start_error = exit_.reason
-            self._sv_links.clear()  # the starter hears it from start(); links stay quiet
-            self._sv_terminate(exit_.reason)
-            self._sv_started.set()
-            return
+            self._sv_start_failed(exit_.reason)
+            return False
         except BaseException as exc:
-            self._sv_start_error = exc
             logger.error(
                 "actor_crashed",
                 actor=str(self),
@@ -409,14 +371,95 @@ class Actor(pykka.ThreadingActor):
                 reason=describe_reason(exc),
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
-            self._sv_links.clear()
-            self._sv_terminate(exc)
-            self._sv_started.set()
-            return
+            self._sv_start_failed(exc)
+            return False
         self._sv_started.set()
+        return not self._sv_killed
+
+    def _sv_start_failed(self, reason: BaseException | str) -> None:
+        self._sv_start_error = reason
+        self._sv_links.clear()  # the starter hears it from start(); links stay quiet
+        self._sv_terminate(reason)
+        self._sv_started.set()
+
+    def _sv_next(self) -> Any:
+        if self._sv_stash:
+            return self._sv_stash.popleft()
+        return self.actor_inbox.get()
+
+    def _sv_loop_running(self) -> _Ending:
+        """Handle messages until a stop request, an exit, a crash or a kill."""
+        flushed = self._sv_flushed
+        while True:
+            envelope = self._sv_next()
+            if self._sv_killed:
+                if envelope is not Wake:
+                    fail(envelope, dead_error(str(self)))
+                return _KILLED
+            if envelope is Wake:
+                continue
+            message = envelope.message
+            if isinstance(message, _ActorStop):
+                return _Ending(stop_envelope=envelope)
+            if isinstance(message, _StopWith):
+                return _Ending(reason=message.reason, stop_envelope=envelope)
+            if flushed and isinstance(message, Down) and message.ref in flushed:
+                flushed.discard(message.ref)
+                continue
+            ending = self._sv_handle(envelope)
+            if ending is not None:
+                return ending
+
+    def _sv_handle(self, envelope: Envelope[Any]) -> _Ending | None:
+        """Run the handler for one message and answer it; an ``_Ending`` if the actor ends.
+
+        An asker whose handler crashed the actor is answered in teardown, after the
+        actor is gone (as a ``gen_server`` caller hears of a crash).
+        """
+        self._sv_current = envelope
+        ending: _Ending | None
+        try:
+            result = self._handle_receive(envelope.message)
+        except _SelfExit as exit_:
+            ending = _Ending(exit_.reason, not is_normal(exit_.reason), None, envelope)
+        except _Killed:
+            ending = _KILLED
+        except BaseException as exc:
+            ending = _Ending(exc, True, (type(exc), exc, exc.__traceback__), envelope)
+        else:
+            ending = None
+        self._sv_current = None
         if self._sv_killed:
-            return
-        self._sv_run()
+            fail(envelope, dead_error(str(self)))
+            return _KILLED
+        if ending is None and envelope.reply_to is not None:
+            try:
+                envelope.reply_to.set(result)
+            except queue.Full:
+                pass
+        return ending
+
+    def _sv_loop_teardown(self, ending: _Ending) -> None:
+        """End the actor: dead to the world, then hooks, then the exit is announced.
+
+        As pykka: ``is_alive()`` is ``False`` and the actor is unregistered (and its
+        name released) before ``on_stop`` / ``on_failure`` run. As OTP: monitors,
+        links and the supervisor are told, with the final reason, after the hooks.
+        """
+        if ending.crashed and self.log_crashes:
+            logger.error(
+                "actor_crashed",
+                actor=str(self),
+                name=self._sv_name,
+                reason=describe_reason(ending.reason),
+                exc_info=ending.exc_info,
+            )
+        self._sv_mark_dead(ending.reason)
+        self._sv_ending = ending  # a kill during the hook answers the last asker at once
+        reason = self._sv_run_exit_hook(ending)
+        self._sv_ending = None
+        self._sv_announce_exit(reason)
+        self._sv_answer_last(ending)
         after = self._sv_after_exit
         if after is not None and not self._sv_killed:
             try:
@@ -424,108 +467,45 @@ class Actor(pykka.ThreadingActor):
             except Exception as exc:
                 logger.error("after_exit_failed", actor=str(self), reason=describe_reason(exc))
 
-    def _sv_next(self) -> Any:
-        if self._sv_stash:
-            return self._sv_stash.popleft()
-        return self.actor_inbox.get()
+    def _sv_run_exit_hook(self, ending: _Ending) -> Reason:
+        """Run ``on_failure`` (a crash by exception) or ``on_stop``; return the exit reason.
 
-    def _sv_run(self) -> None:
-        stop_envelope: Envelope[Any] | None = None
-        crash_envelope: Envelope[Any] | None = None
-        reason: Reason = "normal"
-        crashed = False
-        exc_info: tuple[type[BaseException], BaseException, TracebackType | None] | None = None
-        flushed = self._sv_flushed
-        while True:
-            envelope = self._sv_next()
-            if self._sv_killed:
-                if envelope is not _Wake:
-                    _fail(envelope, _dead_error(str(self)))
-                return
-            if envelope is _Wake:
-                continue
-            message = envelope.message
-            if isinstance(message, _ActorStop):
-                stop_envelope = envelope
-                break
-            if isinstance(message, _StopWith):
-                reason = message.reason
-                stop_envelope = envelope
-                break
-            if flushed and isinstance(message, Down) and message.ref in flushed:
-                flushed.discard(message.ref)
-                continue
-            self._sv_current = envelope
-            try:
-                result = self._handle_receive(message)
-            except _SelfExit as exit_:
-                self._sv_current = None
-                if self._sv_killed:
-                    _fail(envelope, _dead_error(str(self)))
-                    return
-                crash_envelope = envelope  # answered with ActorDeadError after termination
-                reason = exit_.reason
-                crashed = not is_normal(reason)
-                break
-            except _Killed:
-                _fail(envelope, _dead_error(str(self)))
-                return
-            except BaseException as exc:
-                self._sv_current = None
-                if self._sv_killed:
-                    _fail(envelope, _dead_error(str(self)))
-                    return
-                # The asker hears of the crash after the actor is gone (as a
-                # gen_server caller does): answered below, after termination.
-                crash_envelope = envelope
-                reason = exc
-                crashed = True
-                exc_info = (type(exc), exc, exc.__traceback__)
-                break
-            self._sv_current = None
-            if self._sv_killed:
-                _fail(envelope, _dead_error(str(self)))
-                return
-            if envelope.reply_to is not None:
+        A crash by :meth:`exit` with an abnormal reason runs neither. An exception
+        in ``on_stop`` becomes the exit reason; one in ``on_failure`` is logged.
+        Neither runs once the actor was killed.
+        """
+        if self._sv_killed:
+            return ending.reason
+        if ending.crashed:
+            if ending.exc_info is not None:
                 try:
-                    envelope.reply_to.set(result)
-                except queue.Full:
-                    pass
-
-        if crashed and self.log_crashes:
+                    self.on_failure(*ending.exc_info)
+                except Exception as exc:
+                    logger.error("on_failure_failed", actor=str(self), reason=describe_reason(exc))
+            return ending.reason
+        try:
+            self.on_stop()
+        except BaseException as exc:
             logger.error(
                 "actor_crashed",
                 actor=str(self),
                 name=self._sv_name,
-                reason=describe_reason(reason),
-                exc_info=exc_info,
+                reason=describe_reason(exc),
+                where="on_stop",
+                exc_info=(type(exc), exc, exc.__traceback__),
             )
-        if crashed:
-            if exc_info is not None:
-                try:
-                    self.on_failure(*exc_info)
-                except Exception as exc:
-                    logger.error("on_failure_failed", actor=str(self), reason=describe_reason(exc))
-        else:
-            try:
-                self.on_stop()
-            except BaseException as exc:
-                logger.error(
-                    "actor_crashed",
-                    actor=str(self),
-                    name=self._sv_name,
-                    reason=describe_reason(exc),
-                    where="on_stop",
-                    exc_info=(type(exc), exc, exc.__traceback__),
-                )
-                reason = exc
-        self._sv_terminate(reason)
+            return exc
+        return ending.reason
+
+    def _sv_answer_last(self, ending: _Ending) -> None:
+        """Answer the asker whose message ended the actor, now that it is gone."""
+        crash_envelope, stop_envelope = ending.crash_envelope, ending.stop_envelope
         if crash_envelope is not None:
-            if exc_info is None:
-                _fail(crash_envelope, _dead_error(str(self)))
+            if ending.exc_info is None:
+                fail(crash_envelope, dead_error(str(self)))
             elif crash_envelope.reply_to is not None:
                 try:
-                    crash_envelope.reply_to.set_exception(exc_info=exc_info)
+                    crash_envelope.reply_to.set_exception(exc_info=ending.exc_info)
                 except queue.Full:
                     pass
         if stop_envelope is not None and stop_envelope.reply_to is not None:
@@ -536,37 +516,50 @@ class Actor(pykka.ThreadingActor):
 
     # ----------------------------------------------------------------- ending
 
-    def _sv_terminate(self, reason: Reason) -> bool:
-        """End the actor exactly once: close the inbox, release the name, notify.
+    def _sv_mark_dead(self, reason: Reason) -> bool:
+        """First half of the end: close the inbox, release the name, mark not alive.
 
+        Every pending ask is answered with ``ActorDeadError``. Nobody is notified
+        yet (see :meth:`_sv_announce_exit`). Runs once; ``False`` if already done.
         Runs in the actor's thread, or in the killer's thread for :meth:`_kill`.
-        Returns ``False`` if the actor had already ended.
         """
-        with self._sv_lock:
+        with self._sv_lock:  # held throughout, so a racing announce waits for the name
             if self._sv_terminated:
                 return False
             self._sv_terminated = True
-            self._sv_exit_reason = reason
-            # Kept on the ref too: it outlives this object (refs hold a weakref).
-            self.actor_ref._sv_exit = (reason, self._sv_name)  # type: ignore[attr-defined]
+            self._sv_set_reason(reason)
+            drained = self.actor_inbox.close_and_drain()
+            drained[:0] = self._sv_stash
+            self._sv_stash.clear()
+            # The name goes first: whoever hears of the death can rebind it at once.
+            if self._sv_name is not None:
+                _registry._release(self._sv_name, self.actor_ref)
+            if self.register_in_pykka:
+                ActorRegistry.unregister(self.actor_ref)
+            self.actor_stopped.set()
+        error = dead_error(str(self))
+        for envelope in drained:
+            fail(envelope, error)
+        return True
+
+    def _sv_announce_exit(self, reason: Reason) -> bool:
+        """Second half of the end: tell monitors (``Down``) and links (exit) ``reason``.
+
+        Call after :meth:`_sv_mark_dead` returned (in any thread), so the name is
+        free before anyone hears. Runs once; ``False`` if the exit was already
+        announced (a kill got there first).
+        """
+        with self._sv_lock:
+            if self._sv_exited:
+                return False
+            self._sv_exited = True
+            self._sv_set_reason(reason)
             links = list(self._sv_links.values())
             self._sv_links.clear()
             watchers = list(self._sv_watchers.items())
             self._sv_watchers.clear()
             monitoring = list(self._sv_monitoring.items())
             self._sv_monitoring.clear()
-        drained = self.actor_inbox.close_and_drain()
-        drained[:0] = self._sv_stash
-        self._sv_stash.clear()
-        # The name goes first: whoever hears of the death can rebind it at once.
-        if self._sv_name is not None:
-            _registry._release(self._sv_name, self.actor_ref)
-        if self.register_in_pykka:
-            ActorRegistry.unregister(self.actor_ref)
-        self.actor_stopped.set()
-        error = _dead_error(str(self))
-        for envelope in drained:
-            _fail(envelope, error)
         for mref, target in monitoring:
             if target is not None:
                 target._sv_remove_watcher(mref)
@@ -581,21 +574,34 @@ class Actor(pykka.ThreadingActor):
         self._sv_started.set()
         return True
 
+    def _sv_set_reason(self, reason: Reason) -> None:
+        self._sv_exit_reason = reason
+        # Kept on the ref too: it outlives this object (refs hold a weakref).
+        self.actor_ref._sv_exit = (reason, self._sv_name)  # type: ignore[attr-defined]
+
+    def _sv_terminate(self, reason: Reason) -> bool:
+        """End the actor at once, both halves, with no hook (start failures, kill)."""
+        self._sv_mark_dead(reason)
+        return self._sv_announce_exit(reason)
+
     def _kill(self, reason: Reason = "killed", *, quiet: bool = False) -> bool:
         """End this actor now, from any thread; see :func:`supervisors.kill`.
 
         The actor is unregistered and marked dead, every pending and later ask is
         answered with ``ActorDeadError``, monitors and links are told ``reason``.
-        If its thread is busy in a handler the thread is abandoned: it is a daemon
-        thread, and it exits at its next message boundary without running any more
-        handlers or hooks. Returns ``False`` if the actor had already ended.
+        If its thread is busy in a handler or a hook, the thread is abandoned: it is
+        a daemon thread, and it exits at its next message boundary without running
+        any more handlers or hooks. Returns ``False`` if the actor had already ended.
         """
         self._sv_killed = True
-        current = self._sv_current
+        current, ending = self._sv_current, self._sv_ending
         ended = self._sv_terminate(reason)
+        self._sv_done.set()  # nobody need wait for the abandoned thread
         if ended:
             if current is not None:
-                _fail(current, _dead_error(str(self)))
+                fail(current, dead_error(str(self)))
+            if ending is not None:
+                self._sv_answer_last(ending)
             if not quiet:  # owners that kill their own helpers report it themselves
                 logger.warning(
                     "actor_killed",
@@ -605,6 +611,10 @@ class Actor(pykka.ThreadingActor):
                 )
         self.actor_inbox.wake()
         return ended
+
+    def _sv_wait_exit(self, timeout: float | None) -> bool:
+        """Wait until the actor has ended for good (hooks ran, exit announced) or was killed."""
+        return self._sv_done.wait(timeout)
 
     def exit_then(self, action: Callable[[], None], reason: Reason = "normal") -> None:
         """Like :meth:`exit`, then run ``action`` in this thread once the actor has ended.
@@ -655,6 +665,7 @@ class Actor(pykka.ThreadingActor):
     # ---------------------------------------------------------- links, monitors
 
     def _sv_add_link(self, peer: Actor) -> bool:
+        # Only while alive: a supervisor shutting down its children takes no new one.
         with self._sv_lock:
             if self._sv_terminated:
                 return False
@@ -663,7 +674,7 @@ class Actor(pykka.ThreadingActor):
 
     def _sv_on_link_exit(self, peer: Actor, reason: Reason) -> None:
         with self._sv_lock:
-            if self._sv_terminated or self._sv_links.pop(peer.actor_urn, None) is None:
+            if self._sv_exited or self._sv_links.pop(peer.actor_urn, None) is None:
                 return
         if self.trap_exits:
             try:
@@ -674,8 +685,10 @@ class Actor(pykka.ThreadingActor):
             self._kill(reason)
 
     def _sv_add_watcher(self, mref: MonitorRef, watcher: Callable[[Any], None]) -> bool:
+        # Until the exit is announced: a monitor set while the actor runs its last
+        # hook gets the real reason, not "noproc".
         with self._sv_lock:
-            if self._sv_terminated:
+            if self._sv_exited:
                 return False
             self._sv_watchers[mref] = watcher
             return True
@@ -764,7 +777,7 @@ class Actor(pykka.ThreadingActor):
                 continue
             if self._sv_killed:
                 raise _Killed
-            if envelope is _Wake:
+            if envelope is Wake:
                 continue
             message = envelope.message
             if (

@@ -60,11 +60,11 @@ def stop(
         ref.tell(_StopWith(reason))
     except ActorDeadError:
         pass
-    if not actor.actor_stopped.wait(max(0.0, deadline - time.monotonic())):
+    # Until its on_stop has run and its exit was announced, not only until is_alive() is False.
+    if not actor._sv_wait_exit(max(0.0, deadline - time.monotonic())):
         logger.error("stop_timeout", actor=str(actor), timeout=wait)
         actor._kill("killed")
         return False
-    actor._sv_wait_gone(max(0.0, deadline - time.monotonic()))
     thread = actor._sv_thread
     if not actor.reuse_threads and thread is not None and thread is not threading.current_thread():
         thread.join(max(0.0, deadline - time.monotonic()))  # the OS thread itself is gone too

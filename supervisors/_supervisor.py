@@ -21,7 +21,14 @@ from typing import Any, Literal, Self
 from pykka import ActorDeadError, ActorRef
 
 from supervisors import _registry
-from supervisors._actor import Actor, _StopWith, actor_of, spawn_options
+from supervisors._actor import (
+    Actor,
+    SpawnOptions,
+    _StopWith,
+    actor_of,
+    pending_spawn_options,
+    spawn_options,
+)
 from supervisors._errors import NoProc, StartError, SupervisorError
 from supervisors._log import describe_reason, logger
 from supervisors._messages import ExitSignal, Reason, is_normal
@@ -117,39 +124,8 @@ class _SupervisorBase(Actor):
         The record may already say "stopped" when this returns: a child can end
         (and, if temporary, be forgotten) before its starter reads the record.
         """
-        spec = child.spec
-        message, reply_to = first if first is not None else (None, None)
         try:
-            with spawn_options(
-                name=spec.name,
-                link=self,
-                restarts=child.restarts,
-                first_message=message,
-                first_reply_to=reply_to,
-            ) as options:
-                ref = spec.start(*spec.args, **spec.kwargs)
-            actor = actor_of(ref) if isinstance(ref, ActorRef) else None
-            if actor is None:
-                if isinstance(ref, ActorRef) and ref.is_alive():
-                    ref.stop(block=False)
-                raise TypeError(
-                    f"child {spec.id!r}: start must return the ActorRef of a supervisors.Actor, "
-                    f"got {ref!r}"
-                )
-            if options.consumed and options.actor is not actor and options.actor is not None:
-                # The start function started a helper actor first: the options (name,
-                # link) went to the helper. Give them to the actor it returned.
-                helper = options.actor
-                if spec.name is not None:
-                    _registry._release(spec.name, helper.actor_ref)
-                self.unlink(helper.actor_ref)
-                options.consumed = False
-            if not options.consumed:
-                # The start function handed back an actor it did not start here.
-                if spec.name is not None:
-                    _registry.register(spec.name, ref)
-                if not (actor._sv_add_link(self) and self._sv_add_link(actor)):
-                    raise NoProc(ref)
+            ref, actor = self._spawn_child(child, first)
         except BaseException as exc:
             child.ref, child.actor, child.state = None, None, "restarting"
             reason = exc.reason if isinstance(exc, StartError) else exc
@@ -158,11 +134,11 @@ class _SupervisorBase(Actor):
                 supervisor=self.label(),
                 child_id=child.key,
                 reason=describe_reason(reason),
-                restart=spec.restart,
+                restart=child.spec.restart,
             )
             if isinstance(exc, StartError):
                 raise
-            raise StartError(f"child {spec.id!r}", exc) from exc
+            raise StartError(f"child {child.spec.id!r}", exc) from exc
         with self._children_lock:
             child.ref, child.actor, child.state = ref, actor, "running"
             self._by_urn[ref.actor_urn] = child
@@ -172,10 +148,62 @@ class _SupervisorBase(Actor):
             supervisor=self.label(),
             child_id=child.key,
             actor=type(actor).__name__,
-            name=spec.name,
-            restart=spec.restart,
+            name=child.spec.name,
+            restart=child.spec.restart,
         )
         return ref
+
+    def _spawn_child(
+        self, child: _Child, first: tuple[Any, Any] | None
+    ) -> tuple[ActorRef[Any], Actor]:
+        """Call the spec's start function with this supervisor's spawn options (name, link).
+
+        Raises what the start function raised, or ``TypeError`` if it returned no
+        ``supervisors.Actor`` ref (a plain pykka actor it started is stopped).
+        """
+        spec = child.spec
+        message, reply_to = first if first is not None else (None, None)
+        with spawn_options(
+            name=spec.name,
+            link=self,
+            restarts=child.restarts,
+            first_message=message,
+            first_reply_to=reply_to,
+        ) as options:
+            ref = spec.start(*spec.args, **spec.kwargs)
+        actor = actor_of(ref) if isinstance(ref, ActorRef) else None
+        if actor is None:
+            if isinstance(ref, ActorRef) and ref.is_alive():
+                ref.stop(block=False)
+            raise TypeError(
+                f"child {spec.id!r}: start must return the ActorRef of a supervisors.Actor, "
+                f"got {ref!r}"
+            )
+        self._adopt(spec, options, ref, actor)
+        return ref, actor
+
+    def _adopt(
+        self, spec: ChildSpec, options: SpawnOptions, ref: ActorRef[Any], actor: Actor
+    ) -> None:
+        """Give ``actor`` (behind ``ref``) the spec's name and the link if its start did not.
+
+        Raises:
+            AlreadyStarted: the name is taken. NoProc: ``actor`` is already dead.
+        """
+        if options.consumed and options.actor is not actor and options.actor is not None:
+            # The start function started a helper actor first: the options (name,
+            # link) went to the helper. Give them to the actor it returned.
+            helper = options.actor
+            if spec.name is not None:
+                _registry._release(spec.name, helper.actor_ref)
+            self.unlink(helper.actor_ref)
+            options.consumed = False
+        if not options.consumed:
+            # The start function handed back an actor it did not start here.
+            if spec.name is not None:
+                _registry.register(spec.name, ref)
+            if not (actor._sv_add_link(self) and self._sv_add_link(actor)):
+                raise NoProc(ref)
 
     def start_child_here(
         self, spec: ChildSpec, first: tuple[Any, Any] | None = None
@@ -252,10 +280,11 @@ class _SupervisorBase(Actor):
     def _await_stopped(
         self, child: _Child, actor: Actor, timeout: float | None, started: float
     ) -> None:
+        # The shutdown time covers the child's on_stop: wait for its exit, not is_alive().
         if timeout is None:
-            while not actor.actor_stopped.wait(1.0):
+            while not actor._sv_wait_exit(1.0):
                 pass
-        elif timeout > 0 and not actor.actor_stopped.wait(
+        elif timeout > 0 and not actor._sv_wait_exit(
             max(0.0, started + timeout - time.monotonic())
         ):
             actor._kill("killed")
@@ -276,7 +305,6 @@ class _SupervisorBase(Actor):
                 reason=describe_reason(reason),
                 restart=child.spec.restart,
             )
-        actor._sv_wait_gone(1.0)
         logger.info(
             "child_terminated",
             supervisor=self.label(),
@@ -627,10 +655,8 @@ class _named:
     def __enter__(self) -> None:
         if self.name is None:
             return
-        from supervisors._actor import _spawn_local
-
-        outer = getattr(_spawn_local, "options", None)
-        if outer is not None and not outer.consumed:
+        outer = pending_spawn_options()
+        if outer is not None:
             if outer.name not in (None, self.name):
                 raise ValueError(
                     f"conflicting names for one actor: {outer.name!r} (child spec) "
