@@ -16,7 +16,8 @@ from typing import Any, Literal, Optional
 import pytest
 from pydantic import BaseModel
 
-from dspex_actors.adapters._chat import ChatAdapter, JSONAdapter, format_field_value, parse_value
+from dspex_actors.adapters._chat import ChatAdapter, JSONAdapter
+from dspex_actors.adapters._values import format_field_value, parse_value
 from dspex_actors.primitives._errors import AdapterParseError, LMError
 from dspex_actors.primitives._example import Example
 from dspex_actors.signatures._fields import InputField, OutputField
