@@ -2,18 +2,8 @@
 
 Both produce exactly the messages DSPy 3.4.1's adapters produce (byte for byte: prompts,
 demos and saved programs move between the two) and parse completions the same way. They
-share one module because each needs the other: JSONAdapter is a ChatAdapter (as in
-DSPy) and ChatAdapter.fallback() makes one. The fallback protocol, for the caller that
-owns the LM call::
-
-    messages = adapter.format(signature, demos, inputs)
-    try:
-        return adapter.parse(signature, lm(messages))
-    except AdapterParseError:
-        fallback = adapter.fallback()          # JSONAdapter, or None
-        if fallback is None:
-            raise
-        return fallback.parse(signature, lm(fallback.format(signature, demos, inputs)))
+share a module because each needs the other: JSONAdapter is a ChatAdapter (as in DSPy)
+and ChatAdapter.fallback() makes one.
 """
 
 from __future__ import annotations
@@ -21,10 +11,10 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from dspex_actors.adapters._lenient import first_json_object, loads_lenient
+from dspex_actors.adapters._lenient import first_braced_span, loads_lenient
 from dspex_actors.adapters._values import (
     apply_output_field_defaults,
     field_description_string,
@@ -81,7 +71,8 @@ class ChatAdapter:
         use_json_adapter_fallback: whether :meth:`fallback` offers a :class:`JSONAdapter`
             for one more LM call after a parse failure (DSPy's default, ``True``).
 
-    Stateless and thread-safe; methods never do I/O.
+    Stateless and thread-safe; methods never do I/O. DSPy's special types
+    (``dspy.Image``, ``History``, ``Tool``...) are not supported.
     """
 
     name = "ChatAdapter"
@@ -94,7 +85,17 @@ class ChatAdapter:
 
     def fallback(self) -> ChatAdapter | None:
         """The adapter to retry with (one more LM call) after :class:`AdapterParseError`:
-        a :class:`JSONAdapter`, or ``None`` when disabled (DSPy's rule).
+        a :class:`JSONAdapter`, or ``None`` when disabled (DSPy's rule). The protocol, for
+        the caller that owns the LM call::
+
+            messages = adapter.format(signature, demos, inputs)
+            try:
+                return adapter.parse(signature, lm(messages))
+            except AdapterParseError:
+                fallback = adapter.fallback()
+                if fallback is None:
+                    raise
+                return fallback.parse(signature, lm(fallback.format(signature, demos, inputs)))
         """
         return JSONAdapter() if self.use_json_adapter_fallback else None
 
@@ -268,24 +269,14 @@ class ChatAdapter:
         :class:`AdapterParseError` (``.text`` = ``completion``) when a value does not
         convert or a required output field is missing.
         """
-        sections: list[tuple[str | None, list[str]]] = [(None, [])]
-        for line in completion.splitlines():
-            stripped = line.strip()
-            match = _FIELD_HEADER.match(stripped)
-            if match:
-                remaining = stripped[match.end() :].strip()
-                sections.append((match.group(1), [remaining] if remaining else []))
-            else:
-                sections[-1][1].append(line)
         output_fields = signature.output_fields
         fields: dict[str, Any] = {}
-        for name, lines in sections:
-            if name is None or name in fields or name not in output_fields:
+        for name, text in _sections(completion):
+            if name in fields or name not in output_fields:
                 continue
-            text = "\n".join(lines).strip()
             try:
                 fields[name] = parse_value(text, output_fields[name].annotation)
-            except ValueError as exc:
+            except Exception as exc:  # as DSPy: any failure to convert is a parse error
                 raise _parse_error(
                     self.name,
                     signature,
@@ -297,6 +288,26 @@ class ChatAdapter:
         if fields.keys() != output_fields.keys():
             raise _parse_error(self.name, signature, completion, parsed=fields)
         return fields
+
+
+def _sections(completion: str) -> Iterator[tuple[str, str]]:
+    """``(name, stripped text)`` of each ``[[ ## name ## ]]`` section, in order.
+
+    A header is a line that is, once stripped, the header and maybe text after it (which
+    starts the section). Text before the first header is dropped. Linear: only lines
+    containing ``[[ ## `` are matched against the header pattern.
+    """
+    lines = completion.splitlines()
+    headers: list[tuple[int, str, str]] = []
+    for index in [i for i, line in enumerate(lines) if "[[ ## " in line]:
+        stripped = lines[index].strip()
+        match = _FIELD_HEADER.match(stripped)
+        if match:
+            headers.append((index, match.group(1), stripped[match.end() :].strip()))
+    ends = [index for index, _, _ in headers[1:]] + [len(lines)] if headers else []
+    for (index, name, rest), end in zip(headers, ends, strict=True):
+        body = lines[index + 1 : end]
+        yield name, "\n".join([rest, *body] if rest else body).strip()
 
 
 class JSONAdapter(ChatAdapter):
@@ -374,7 +385,9 @@ class JSONAdapter(ChatAdapter):
         """
         data = loads_lenient(completion)
         if not isinstance(data, dict):
-            data = first_json_object(completion)
+            span = first_braced_span(completion)  # DSPy's second try: the first {...}
+            if span is not None:
+                data = loads_lenient(span)
         if not isinstance(data, dict):
             raise _parse_error(
                 self.name,
@@ -387,7 +400,7 @@ class JSONAdapter(ChatAdapter):
         for name, value in list(fields.items()):
             try:
                 fields[name] = parse_value(value, output_fields[name].annotation)
-            except ValueError as exc:
+            except Exception as exc:  # any failure to convert is a parse error
                 raise _parse_error(
                     self.name,
                     signature,

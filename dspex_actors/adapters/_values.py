@@ -23,6 +23,7 @@ from dspex_actors.adapters._lenient import loads_lenient
 from dspex_actors.signatures import FieldSpec, Signature, annotation_allows_none
 
 __all__ = [
+    "LITERAL_EVAL_MAX_CHARS",
     "apply_output_field_defaults",
     "field_description_string",
     "format_field_value",
@@ -226,6 +227,10 @@ def format_field_value(spec: FieldSpec, value: Any) -> str:
 
 # --------------------------------------------------------------------------- text -> values
 
+#: Longest text ``parse_value`` gives to ``ast.literal_eval`` (linear, but ~4 us and
+#: ~500 bytes per character: 16 KiB is ~60 ms and ~8 MB).
+LITERAL_EVAL_MAX_CHARS = 16_384
+
 
 @functools.lru_cache(maxsize=512)
 def _validator_for(annotation: Any) -> TypeAdapter[Any]:
@@ -283,11 +288,22 @@ def parse_value(value: Any, annotation: Any) -> Any:
         return _validate(annotation, value)
     candidate = loads_lenient(value)
     if isinstance(candidate, str) and candidate == "" and value != "":
-        try:
-            candidate = ast.literal_eval(value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            candidate = value
+        candidate = _literal_or_text(value)
     return _validate(annotation, candidate)
+
+
+def _literal_or_text(value: str) -> Any:
+    """``value`` as a Python literal (``(1, 2)``, ``{'a': 1}``), else ``value`` itself.
+
+    Texts over ``LITERAL_EVAL_MAX_CHARS`` stay text: ``ast.literal_eval`` is linear but
+    heavy (about 4 us and 500 bytes per character).
+    """
+    if len(value) > LITERAL_EVAL_MAX_CHARS:
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return value
 
 
 def apply_output_field_defaults(
