@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import json
 import operator
+import re
 from array import array
 from itertools import accumulate
 from typing import Any
 
-__all__ = ["REPAIR_MAX_CHARS", "REPAIR_MAX_DEPTH", "first_braced_span", "loads_lenient"]
+__all__ = [
+    "CLOSE_MAX_CHARS",
+    "REPAIR_MAX_CHARS",
+    "REPAIR_MAX_DEPTH",
+    "first_braced_span",
+    "loads_lenient",
+]
 
 #: Longest text (stripped) given to ``json_repair``: its worst case measured on this
 #: project's 2-core machine is ~50 ms CPU at 256 chars (it grows with the square).
@@ -25,6 +32,12 @@ REPAIR_MAX_CHARS = 256
 #: so that whether a text repairs does not depend on the caller's stack depth.
 REPAIR_MAX_DEPTH = 64
 
+#: Longest text whose cut-off end is closed (a linear scan, one Python step per string
+#: or bracket: 64 KiB of brackets is ~10 ms).
+CLOSE_MAX_CHARS = 65_536
+# A JSON string (its closing quote is group 1, absent if the text ends inside it) or a
+# bracket. One quantifier over two disjoint alternatives: no backtracking.
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*(")?|[\[\]{}]', re.DOTALL)
 # Byte -> signed step: '{' -> +1, '}' -> -1 (0xff as a signed byte), anything else -> 0.
 _BRACE_STEP = bytes(0xFF if byte == ord("}") else int(byte == ord("{")) for byte in range(256))
 
@@ -34,8 +47,8 @@ def loads_lenient(text: str) -> Any:
 
     Valid JSON (surrounding whitespace aside) is ``json.loads``'s result. Other text
     within the bounds above is ``json_repair.loads``' result, as in DSPy; longer text is
-    rescued only by dropping a code fence and allowing raw control characters inside
-    strings. Linear in ``len(text)``; never raises.
+    rescued only by dropping a code fence, allowing raw control characters inside
+    strings and closing a cut-off end. Linear in ``len(text)``; never raises.
     """
     stripped = text.strip()
     if not stripped:
@@ -59,7 +72,9 @@ def _repair(text: str) -> Any:
 
 
 def _rescue(text: str) -> Any:
-    """The linear repairs for text too long for ``json_repair``."""
+    """The linear repairs for text too long for ``json_repair``: the body of a code fence,
+    raw control characters in strings, and (up to CLOSE_MAX_CHARS) a cut-off end closed.
+    """
     candidates = [text]
     inner = _fenced(text)
     if inner is not None:
@@ -68,8 +83,38 @@ def _rescue(text: str) -> Any:
         try:
             return json.loads(candidate, strict=False)
         except (ValueError, RecursionError):
-            continue
+            pass
+        closed = _closed(candidate) if len(candidate) <= CLOSE_MAX_CHARS else None
+        if closed is not None:
+            try:
+                return json.loads(closed, strict=False)
+            except (ValueError, RecursionError):
+                pass
     return ""
+
+
+def _closed(text: str) -> str | None:
+    """``text`` from its first ``{``/``[``, completed as if it had been cut off: an open
+    string closed, a trailing comma dropped, open brackets closed. ``None`` when nothing
+    is open or the brackets do not pair up.
+    """
+    starts = [index for index in (text.find("{"), text.find("[")) if index >= 0]
+    if not starts:
+        return None
+    text = text[min(starts) :]
+    closers: list[str] = []
+    for match in _STRING_OR_BRACKET.finditer(text):
+        token = match.group()
+        if token in "[{":
+            closers.append("]" if token == "[" else "}")
+        elif token in "]}":
+            if not closers or closers.pop() != token:
+                return None
+        elif match.group(1) is None:  # a string still open at the end of the text
+            return text[: match.end()] + '"' + "".join(reversed(closers))
+    if not closers:
+        return None
+    return text.rstrip().removesuffix(",") + "".join(reversed(closers))
 
 
 def _fenced(text: str) -> str | None:

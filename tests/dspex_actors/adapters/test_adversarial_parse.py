@@ -21,6 +21,7 @@ import pytest
 
 from dspex_actors.adapters import ChatAdapter, JSONAdapter
 from dspex_actors.adapters._lenient import (
+    CLOSE_MAX_CHARS,
     REPAIR_MAX_CHARS,
     REPAIR_MAX_DEPTH,
     first_braced_span,
@@ -107,6 +108,14 @@ CASES: list[Case] = [
     ("json_long_raw_newlines", JSONAdapter, "q -> a", lambda: '{"a": "' + "b\n" * (MB // 2) + '"}'),
     ("json_long_fenced", JSONAdapter, "q -> a", lambda: '```json\n{"a": "' + "b" * MB + '"}\n```'),
     ("json_many_objects", JSONAdapter, "q -> a", lambda: '{"a": 1}' * (MB // 8)),
+    # closing a cut-off end, at its bound
+    ("json_close_brackets", JSONAdapter, "q -> a", lambda: "[" * CLOSE_MAX_CHARS),
+    (
+        "json_close_strings",
+        JSONAdapter,
+        "q -> a",
+        lambda: ('["",' * CLOSE_MAX_CHARS)[:CLOSE_MAX_CHARS],
+    ),
 ]
 
 
@@ -167,6 +176,18 @@ def test_long_valid_or_fenced_json_still_parses() -> None:
     with_newlines = '{"a": "' + "b\n" * 1000 + '"}'
     assert JSONAdapter().parse(sig, with_newlines) == {"a": "b\n" * 1000}
     assert JSONAdapter().parse(sig, '{"a": "x"}' * 1000) == {"a": "x"}
+
+
+def test_a_long_json_text_cut_off_at_the_end_is_closed() -> None:
+    words = "word " * 2000
+    assert loads_lenient('{"a": "' + words) == {"a": words.strip()}
+    assert loads_lenient('Sure:\n```json\n{"a": [' + "1, " * 2000) == {"a": [1] * 2000}
+    assert loads_lenient('{"a": "' + words + "\\") == {"a": words}
+    assert loads_lenient('{"a": [' + "1, " * 2000 + "}") == ""  # brackets do not pair
+    assert loads_lenient('{"a": "' + "w" * CLOSE_MAX_CHARS) == ""  # over the bound
+    sig = make_signature("q -> a, b")
+    cut = '{"a": "x", "b": "' + words
+    assert JSONAdapter().parse(sig, cut) == {"a": "x", "b": words.strip()}
 
 
 def test_json_repair_sees_only_texts_within_the_size_bound() -> None:
