@@ -260,8 +260,10 @@ def parse_value(value: Any, annotation: Any) -> Any:
     ``str`` keeps the text; ``Literal`` accepts the value bare, quoted or as
     ``Literal['x']``; other types read the text as JSON (forgivingly), then as a Python
     literal, then as the plain string, and validate the result with pydantic (lax mode:
-    ``"42"`` -> 42, ``"yes"`` -> True). Raises ``ValueError`` (pydantic's
-    ``ValidationError`` is one) when the value does not fit.
+    ``"42"`` -> 42, ``"yes"`` -> True). Time is linear in the text's length (see the
+    bounds in ``_lenient`` and :data:`LITERAL_EVAL_MAX_CHARS`). Raises ``ValueError``
+    (pydantic's ``ValidationError`` is one) when the value does not fit; the adapters
+    turn any failure here into ``AdapterParseError``.
     """
     if annotation is str:
         return str(value)
