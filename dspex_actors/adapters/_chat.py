@@ -1,67 +1,33 @@
-"""Adapters: turn (signature, demos, inputs) into chat messages and completions back into fields.
+"""ChatAdapter (DSPy's ``[[ ## field ## ]]`` sections) and JSONAdapter, its JSON fallback.
 
-:class:`ChatAdapter` produces exactly the messages DSPy 3.4's ``dspy.ChatAdapter``
-produces (byte for byte: prompts, demos and saved programs move between the two), and
-parses completions the same way: the text is split on ``[[ ## name ## ]]`` header lines,
-the first section of each output field wins, each value is converted to the field's
-type, and a missing output field raises :class:`~dspex_actors.primitives._errors.AdapterParseError`
-carrying the raw text. :class:`JSONAdapter` is DSPy's JSON variant, used as the fallback.
-
-The fallback protocol (what DSPy's ``ChatAdapter.__call__`` does), for the caller that
-owns the LM call::
-
-    messages = adapter.format(signature, demos, inputs)
-    try:
-        return adapter.parse(signature, lm(messages))
-    except AdapterParseError:
-        fallback = adapter.fallback()          # JSONAdapter, or None
-        if fallback is None:
-            raise
-        return fallback.parse(signature, lm(fallback.format(signature, demos, inputs)))
-
-Adapters hold no mutable state: one instance can serve any number of threads. No method
-does I/O. ``format`` raises only for values that cannot be rendered at all; ``parse``
-raises :class:`AdapterParseError` and nothing else for bad completions.
-
-Known differences from DSPy 3.4.1, all in parsing (formatting has none for the types
-supported here): DSPy repairs malformed JSON with the ``json_repair`` package; this
-module has a smaller built-in repair (code fences, single quotes, trailing commas,
-Python literals, bare words inside ``[...]``/``{...}``, text after the value), so very
-broken JSON that DSPy would still rescue fails here. A header line with leading spaces
-is parsed correctly here (DSPy 3.4.1 keeps a stray ``"]]"`` in the value).
-DSPy's special types (``dspy.Image``, ``History``, ``Tool``...) are not supported.
+Both produce exactly the messages DSPy 3.4.1's adapters produce (byte for byte: prompts,
+demos and saved programs move between the two) and parse completions the same way. They
+share a module because each needs the other: JSONAdapter is a ChatAdapter (as in DSPy)
+and ChatAdapter.fallback() makes one.
 """
 
 from __future__ import annotations
 
-import ast
-import enum
-import functools
-import inspect
 import json
-import math
 import re
 import textwrap
-import types
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Union, get_args, get_origin
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-from pydantic import TypeAdapter
-
+from dspex_actors.adapters._lenient import first_braced_span, loads_lenient
+from dspex_actors.adapters._values import (
+    apply_output_field_defaults,
+    field_description_string,
+    format_field_value,
+    parse_value,
+    serialize_for_json,
+    translate_field_type,
+    type_info,
+)
 from dspex_actors.primitives import AdapterParseError, Example
-from dspex_actors.signatures import FieldSpec, Signature, annotation_allows_none
+from dspex_actors.signatures import FieldSpec, Signature
 
-__all__ = [
-    "ChatAdapter",
-    "JSONAdapter",
-    "Message",
-    "apply_output_field_defaults",
-    "format_field_value",
-    "get_annotation_name",
-    "parse_value",
-    "serialize_for_json",
-    "translate_field_type",
-]
+__all__ = ["ChatAdapter", "Demo", "JSONAdapter", "Message"]
 
 #: One chat message: ``{"role": "system" | "user" | "assistant", "content": str}``.
 Message = dict[str, str]
@@ -78,425 +44,6 @@ _INCOMPLETE_DEMO_PREFIX = (
 )
 _MISSING_IN_INCOMPLETE_DEMO = "Not supplied for this particular example. "
 _MISSING_IN_COMPLETE_DEMO = "Not supplied for this conversation history message. "
-
-
-# =========================================================================== type names
-
-
-def get_annotation_name(annotation: Any) -> str:
-    """DSPy's rendering of a type in prompts: ``list[str]``, ``Union[int, NoneType]``,
-    ``Literal['a', 'b']``, ``dict[str, int]``.
-    """
-    origin = get_origin(annotation)
-    args = get_args(annotation)
-    if origin is types.UnionType:
-        origin = Union
-    if origin is None:
-        if hasattr(annotation, "__name__"):
-            return str(annotation.__name__)
-        return str(annotation)
-    if origin is Literal:
-        args_str = ", ".join(
-            _quoted_literal(a) if isinstance(a, str) else get_annotation_name(a) for a in args
-        )
-    else:
-        args_str = ", ".join(get_annotation_name(a) for a in args)
-    return f"{get_annotation_name(origin)}[{args_str}]"
-
-
-def _quoted_literal(s: str) -> str:
-    has_single, has_double = "'" in s, '"' in s
-    if has_single and not has_double:
-        return f'"{s}"'
-    if has_double and not has_single:
-        return f"'{s}'"
-    if has_single and has_double:
-        escaped = s.replace("'", "\\'")
-        return f"'{escaped}'"
-    return f"'{s}'"
-
-
-def _is_enum_type(annotation: Any) -> bool:
-    return inspect.isclass(annotation) and issubclass(annotation, enum.Enum)
-
-
-def _move_type_to_front(d: Any) -> Any:
-    if isinstance(d, Mapping):
-        return {
-            k: _move_type_to_front(v)
-            for k, v in sorted(d.items(), key=lambda item: (item[0] != "type", item[0]))
-        }
-    if isinstance(d, list):
-        return [_move_type_to_front(item) for item in d]
-    return d
-
-
-@functools.lru_cache(maxsize=512)
-def _json_schema_text(annotation: Any) -> str:
-    schema = _move_type_to_front(TypeAdapter(annotation).json_schema())
-    return json.dumps(schema, ensure_ascii=False)
-
-
-def translate_field_type(field_name: str, spec: FieldSpec) -> str:
-    """The ``{name}`` placeholder of the system prompt, with DSPy's type note for outputs."""
-    field_type = spec.annotation
-    if spec.kind == "input" or field_type is str:
-        desc = ""
-    elif field_type is bool:
-        desc = "must be True or False"
-    elif field_type in (int, float):
-        desc = f"must be a single {field_type.__name__} value"
-    elif _is_enum_type(field_type):
-        desc = "must be one of: " + "; ".join(str(member.value) for member in field_type)
-    elif get_origin(field_type) is Literal:
-        desc = "must exactly match (no extra characters) one of: " + "; ".join(
-            str(x) for x in get_args(field_type)
-        )
-    else:
-        try:
-            schema = _json_schema_text(field_type)
-        except TypeError:  # unhashable annotation: no caching
-            schema = json.dumps(
-                _move_type_to_front(TypeAdapter(field_type).json_schema()), ensure_ascii=False
-            )
-        desc = f"must adhere to the JSON schema: {schema}"
-    note = (" " * 8) + f"# note: the value you produce {desc}" if desc else ""
-    return f"{{{field_name}}}{note}"
-
-
-def _field_description_string(fields: Mapping[str, FieldSpec]) -> str:
-    lines = []
-    for index, (name, spec) in enumerate(fields.items()):
-        desc = spec.desc if spec.desc != f"${{{name}}}" else ""
-        line = f"{index + 1}. `{name}` ({get_annotation_name(spec.annotation)}): {desc}"
-        if spec.constraints:
-            line += f"\nConstraints: {spec.constraints}"
-        lines.append(line)
-    return "\n".join(lines).strip()
-
-
-# =========================================================================== values -> text
-
-
-_TYPE_ADAPTERS: dict[Any, TypeAdapter[Any] | None] = {}
-
-
-def _type_adapter_for(cls: Any) -> TypeAdapter[Any] | None:
-    """A cached pydantic TypeAdapter for ``cls`` (``None`` if pydantic cannot handle it).
-
-    The cache is a plain dict: concurrent misses may build an adapter twice, harmlessly.
-    """
-    try:
-        return _TYPE_ADAPTERS[cls]
-    except KeyError:
-        pass
-    try:
-        adapter: TypeAdapter[Any] | None = TypeAdapter(cls)
-    except Exception:
-        adapter = None
-    if len(_TYPE_ADAPTERS) > 512:
-        _TYPE_ADAPTERS.clear()
-    _TYPE_ADAPTERS[cls] = adapter
-    return adapter
-
-
-def _is_plain_json(value: Any, depth: int = 0) -> bool:
-    """True when ``json.dumps(value)`` equals what pydantic's JSON-mode dump would give."""
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return True
-    if kind is float:
-        return math.isfinite(value)
-    if depth > 50:
-        return False
-    if kind is list:
-        return all(_is_plain_json(item, depth + 1) for item in value)
-    if kind is dict:
-        return all(type(k) is str and _is_plain_json(v, depth + 1) for k, v in value.items())
-    return False
-
-
-def serialize_for_json(value: Any) -> Any:
-    """``value`` as JSON-compatible data, the way DSPy does it (pydantic JSON mode,
-    ``str()`` for what pydantic cannot serialise). Never raises.
-    """
-    if _is_plain_json(value):
-        return value
-    try:
-        adapter = _type_adapter_for(type(value))
-    except TypeError:  # unhashable type object
-        adapter = None
-    if adapter is None:
-        return str(value)
-    try:
-        return adapter.dump_python(value, mode="json", fallback=str)
-    except Exception:
-        return str(value)
-
-
-def _format_blob(blob: Any) -> str:
-    text = blob if isinstance(blob, str) else str(blob)
-    if "\n" not in text and "«" not in text and "»" not in text:
-        return f"«{text}»"
-    modified = text.replace("\n", "\n    ")
-    return f"«««\n    {modified}\n»»»"
-
-
-def _format_list_for_str_field(value: list[Any]) -> str:
-    if len(value) == 0:
-        return "N/A"
-    if len(value) == 1:
-        return _format_blob(value[0])
-    return "\n".join(f"[{index + 1}] {_format_blob(item)}" for index, item in enumerate(value))
-
-
-def format_field_value(spec: FieldSpec, value: Any) -> str:
-    """A field value as prompt text: lists in ``str`` fields become a numbered «…» list,
-    dicts/lists JSON (non-ASCII kept), everything else ``str()`` of its JSON form.
-    """
-    if isinstance(value, list) and spec.annotation is str:
-        return _format_list_for_str_field(value)
-    jsonable = serialize_for_json(value)
-    if isinstance(jsonable, (dict, list)):
-        return json.dumps(jsonable, ensure_ascii=False)
-    return str(jsonable)
-
-
-# =========================================================================== text -> values
-
-
-class _Unparsable(Exception):
-    pass
-
-
-_FENCE = re.compile(r"```[ \t]*(?:json|JSON|python)?[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)
-_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_WORDS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
-
-
-class _LenientJSON:
-    """A forgiving JSON reader for LM output (a subset of what ``json_repair`` accepts).
-
-    Accepts single-quoted strings, trailing commas, missing closing brackets at the end,
-    Python ``True``/``False``/``None``, and bare words inside containers (as strings).
-    """
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-
-    def _skip(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos] in " \t\r\n":
-            self.pos += 1
-
-    def value(self, depth: int = 0) -> Any:
-        if depth > 200:
-            raise _Unparsable("too deep")
-        self._skip()
-        if self.pos >= len(self.text):
-            raise _Unparsable("end of text")
-        char = self.text[self.pos]
-        if char == "{":
-            return self._object(depth)
-        if char == "[":
-            return self._array(depth)
-        if char in "\"'":
-            return self._string(char)
-        match = _NUMBER.match(self.text, self.pos)
-        if match:
-            end = match.end()
-            if end >= len(self.text) or self.text[end] in " \t\r\n,]}:":
-                self.pos = end
-                number = match.group(0)
-                return float(number) if any(c in number for c in ".eE") else int(number)
-        return self._bare_word()
-
-    def _bare_word(self) -> Any:
-        start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos] not in ",]}:\n":
-            self.pos += 1
-        word = self.text[start : self.pos].strip()
-        if not word:
-            raise _Unparsable("empty value")
-        return _WORDS.get(word, word)
-
-    def _string(self, quote: str) -> str:
-        self.pos += 1
-        out: list[str] = []
-        while self.pos < len(self.text):
-            char = self.text[self.pos]
-            if char == "\\" and self.pos + 1 < len(self.text):
-                escaped = self.text[self.pos + 1]
-                if escaped == "u" and self.pos + 6 <= len(self.text):
-                    try:
-                        out.append(chr(int(self.text[self.pos + 2 : self.pos + 6], 16)))
-                        self.pos += 6
-                        continue
-                    except ValueError:
-                        pass
-                out.append(
-                    {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}.get(escaped, escaped)
-                )
-                self.pos += 2
-                continue
-            if char == quote:
-                self.pos += 1
-                return "".join(out)
-            out.append(char)
-            self.pos += 1
-        raise _Unparsable("unterminated string")
-
-    def _array(self, depth: int) -> list[Any]:
-        self.pos += 1
-        items: list[Any] = []
-        while True:
-            self._skip()
-            if self.pos >= len(self.text) or self.text[self.pos] == "]":
-                self.pos += 1
-                return items
-            if self.text[self.pos] == ",":
-                self.pos += 1
-                continue
-            items.append(self.value(depth + 1))
-
-    def _object(self, depth: int) -> dict[Any, Any]:
-        self.pos += 1
-        result: dict[Any, Any] = {}
-        while True:
-            self._skip()
-            if self.pos >= len(self.text) or self.text[self.pos] == "}":
-                self.pos += 1
-                return result
-            if self.text[self.pos] == ",":
-                self.pos += 1
-                continue
-            key = self.value(depth + 1)
-            self._skip()
-            if self.pos >= len(self.text) or self.text[self.pos] != ":":
-                raise _Unparsable("expected ':'")
-            self.pos += 1
-            try:
-                result[key] = self.value(depth + 1)
-            except TypeError as exc:  # unhashable key
-                raise _Unparsable(str(exc)) from exc
-
-
-def _loads_lenient(text: str) -> Any:
-    """JSON-decode ``text`` forgivingly; ``""`` when it is not JSON (like ``json_repair``)."""
-    stripped = text.strip()
-    if not stripped:
-        return ""
-    try:
-        return json.loads(stripped)
-    except (ValueError, RecursionError):
-        pass
-    fence = _FENCE.search(stripped)
-    if fence:
-        inner = fence.group(1).strip()
-        try:
-            return json.loads(inner)
-        except (ValueError, RecursionError):
-            stripped = inner
-    if stripped[:1] in ("[", "{"):
-        try:
-            return _LenientJSON(stripped).value()
-        except (_Unparsable, RecursionError):
-            return ""
-    return ""
-
-
-def _first_json_object(text: str) -> dict[Any, Any] | None:
-    """The first ``{...}`` in ``text`` that reads as an object, or ``None``."""
-    start = text.find("{")
-    while start != -1:
-        try:
-            value = _LenientJSON(text[start:]).value()
-        except (_Unparsable, RecursionError):
-            value = None
-        if isinstance(value, dict):
-            return value
-        start = text.find("{", start + 1)
-    return None
-
-
-@functools.lru_cache(maxsize=512)
-def _validator_for(annotation: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(annotation)
-
-
-def _validate(annotation: Any, value: Any) -> Any:
-    try:
-        adapter = _validator_for(annotation)
-    except TypeError:  # unhashable annotation
-        adapter = TypeAdapter(annotation)
-    return adapter.validate_python(value)
-
-
-def _find_enum_member(enum_type: type[enum.Enum], identifier: Any) -> enum.Enum:
-    for member in enum_type:
-        if member.value == identifier:
-            return member
-    if identifier in enum_type.__members__:
-        return enum_type[identifier]
-    raise ValueError(f"{identifier} is not a valid name or value for the enum {enum_type.__name__}")
-
-
-def parse_value(value: Any, annotation: Any) -> Any:
-    """Convert an LM-produced value (usually text) to ``annotation``, as DSPy does.
-
-    ``str`` keeps the text; ``Literal`` accepts the value bare, quoted or as
-    ``Literal['x']``; other types read the text as JSON (forgivingly), then as a Python
-    literal, then as the plain string, and validate the result with pydantic (lax mode:
-    ``"42"`` -> 42, ``"yes"`` -> True). Raises ``ValueError`` (pydantic's
-    ``ValidationError`` is one) when the value does not fit.
-    """
-    if annotation is str:
-        return str(value)
-    if inspect.isclass(annotation) and issubclass(annotation, enum.Enum):
-        return _find_enum_member(annotation, value)
-    origin = get_origin(annotation)
-    if origin is Literal:
-        allowed = get_args(annotation)
-        if value in allowed:
-            return value
-        if isinstance(value, str):
-            v = value.strip()
-            if v.startswith(("Literal[", "str[")) and v.endswith("]"):
-                v = v[v.find("[") + 1 : -1]
-            if len(v) > 1 and v[0] == v[-1] and v[0] in "\"'":
-                v = v[1:-1]
-            if v in allowed:
-                return v
-            value = v
-    if not isinstance(value, str):
-        return _validate(annotation, value)
-    args = get_args(annotation)
-    if origin in (Union, types.UnionType) and type(None) in args and str in args:
-        return _validate(annotation, value)
-    candidate = _loads_lenient(value)
-    if isinstance(candidate, str) and candidate == "" and value != "":
-        try:
-            candidate = ast.literal_eval(value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            candidate = value
-    return _validate(annotation, candidate)
-
-
-def apply_output_field_defaults(
-    signature: type[Signature], fields: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Complete parsed outputs in signature order: a missing field with a default gets the
-    default, one whose type admits ``None`` gets ``None``, others stay missing.
-    """
-    completed: dict[str, Any] = {}
-    for name, spec in signature.output_fields.items():
-        if name in fields:
-            completed[name] = fields[name]
-        elif spec.has_default:
-            completed[name] = spec.default
-        elif annotation_allows_none(spec.annotation):
-            completed[name] = None
-    return completed
 
 
 def _parse_error(
@@ -517,9 +64,6 @@ def _parse_error(
     return AdapterParseError(message, text=completion)
 
 
-# =========================================================================== adapters
-
-
 class ChatAdapter:
     """DSPy's default adapter: ``[[ ## field ## ]]`` sections, byte-identical to DSPy 3.4.
 
@@ -527,7 +71,8 @@ class ChatAdapter:
         use_json_adapter_fallback: whether :meth:`fallback` offers a :class:`JSONAdapter`
             for one more LM call after a parse failure (DSPy's default, ``True``).
 
-    Stateless and thread-safe; methods never do I/O.
+    Stateless and thread-safe; methods never do I/O. DSPy's special types
+    (``dspy.Image``, ``History``, ``Tool``...) are not supported.
     """
 
     name = "ChatAdapter"
@@ -540,7 +85,17 @@ class ChatAdapter:
 
     def fallback(self) -> ChatAdapter | None:
         """The adapter to retry with (one more LM call) after :class:`AdapterParseError`:
-        a :class:`JSONAdapter`, or ``None`` when disabled (DSPy's rule).
+        a :class:`JSONAdapter`, or ``None`` when disabled (DSPy's rule). The protocol, for
+        the caller that owns the LM call::
+
+            messages = adapter.format(signature, demos, inputs)
+            try:
+                return adapter.parse(signature, lm(messages))
+            except AdapterParseError:
+                fallback = adapter.fallback()
+                if fallback is None:
+                    raise
+                return fallback.parse(signature, lm(fallback.format(signature, demos, inputs)))
         """
         return JSONAdapter() if self.use_json_adapter_fallback else None
 
@@ -580,8 +135,8 @@ class ChatAdapter:
     def format_field_description(self, signature: type[Signature]) -> str:
         """``Your input fields are:`` / ``Your output fields are:`` numbered lists."""
         return (
-            f"Your input fields are:\n{_field_description_string(signature.input_fields)}\n"
-            f"Your output fields are:\n{_field_description_string(signature.output_fields)}"
+            f"Your input fields are:\n{field_description_string(signature.input_fields)}\n"
+            f"Your output fields are:\n{field_description_string(signature.output_fields)}"
         )
 
     def format_field_structure(self, signature: type[Signature]) -> str:
@@ -627,7 +182,7 @@ class ChatAdapter:
         """The reminder of the expected output sections, at the end of the last user turn."""
         message = "Respond with the corresponding output fields, starting with the field "
         message += ", then ".join(
-            f"`[[ ## {name} ## ]]`{_type_info(spec)}"
+            f"`[[ ## {name} ## ]]`{type_info(spec)}"
             for name, spec in signature.output_fields.items()
         )
         message += ", and then ending with the marker for `[[ ## completed ## ]]`."
@@ -714,24 +269,14 @@ class ChatAdapter:
         :class:`AdapterParseError` (``.text`` = ``completion``) when a value does not
         convert or a required output field is missing.
         """
-        sections: list[tuple[str | None, list[str]]] = [(None, [])]
-        for line in completion.splitlines():
-            stripped = line.strip()
-            match = _FIELD_HEADER.match(stripped)
-            if match:
-                remaining = stripped[match.end() :].strip()
-                sections.append((match.group(1), [remaining] if remaining else []))
-            else:
-                sections[-1][1].append(line)
         output_fields = signature.output_fields
         fields: dict[str, Any] = {}
-        for name, lines in sections:
-            if name is None or name in fields or name not in output_fields:
+        for name, text in _sections(completion):
+            if name in fields or name not in output_fields:
                 continue
-            text = "\n".join(lines).strip()
             try:
                 fields[name] = parse_value(text, output_fields[name].annotation)
-            except ValueError as exc:
+            except Exception as exc:  # as DSPy: any failure to convert is a parse error
                 raise _parse_error(
                     self.name,
                     signature,
@@ -745,10 +290,24 @@ class ChatAdapter:
         return fields
 
 
-def _type_info(spec: FieldSpec) -> str:
-    if spec.annotation is not str:
-        return f" (must be formatted as a valid Python {get_annotation_name(spec.annotation)})"
-    return ""
+def _sections(completion: str) -> Iterator[tuple[str, str]]:
+    """``(name, stripped text)`` of each ``[[ ## name ## ]]`` section, in order.
+
+    A header is a line that is, once stripped, the header and maybe text after it (which
+    starts the section). Text before the first header is dropped. Linear: only lines
+    containing ``[[ ## `` are matched against the header pattern.
+    """
+    lines = completion.splitlines()
+    headers: list[tuple[int, str, str]] = []
+    for index in [i for i, line in enumerate(lines) if "[[ ## " in line]:
+        stripped = lines[index].strip()
+        match = _FIELD_HEADER.match(stripped)
+        if match:
+            headers.append((index, match.group(1), stripped[match.end() :].strip()))
+    ends = [index for index, _, _ in headers[1:]] + [len(lines)] if headers else []
+    for (index, name, rest), end in zip(headers, ends, strict=True):
+        body = lines[index + 1 : end]
+        yield name, "\n".join([rest, *body] if rest else body).strip()
 
 
 class JSONAdapter(ChatAdapter):
@@ -789,7 +348,7 @@ class JSONAdapter(ChatAdapter):
         """The reminder of the expected JSON keys, at the end of the last user turn."""
         message = "Respond with a JSON object in the following order of fields: "
         message += ", then ".join(
-            f"`{name}`{_type_info(spec)}" for name, spec in signature.output_fields.items()
+            f"`{name}`{type_info(spec)}" for name, spec in signature.output_fields.items()
         )
         return message + "."
 
@@ -824,9 +383,11 @@ class JSONAdapter(ChatAdapter):
         not output fields are dropped. Raises :class:`AdapterParseError` when no object
         is found, a value does not convert, or a required output field is missing.
         """
-        data = _loads_lenient(completion)
+        data = loads_lenient(completion)
         if not isinstance(data, dict):
-            data = _first_json_object(completion)
+            span = first_braced_span(completion)  # DSPy's second try: the first {...}
+            if span is not None:
+                data = loads_lenient(span)
         if not isinstance(data, dict):
             raise _parse_error(
                 self.name,
@@ -839,7 +400,7 @@ class JSONAdapter(ChatAdapter):
         for name, value in list(fields.items()):
             try:
                 fields[name] = parse_value(value, output_fields[name].annotation)
-            except ValueError as exc:
+            except Exception as exc:  # any failure to convert is a parse error
                 raise _parse_error(
                     self.name,
                     signature,

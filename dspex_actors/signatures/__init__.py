@@ -5,11 +5,10 @@ parsed without ``eval``. Signatures are immutable classes, shared freely between
 threads; a malformed one raises :class:`SignatureError` when it is built.
 """
 
+from dspex_actors.signatures._errors import InputFieldsError, SignatureError
 from dspex_actors.signatures._fields import FieldSpec, InputField, OutputField
 from dspex_actors.signatures._signature import (
-    InputFieldsError,
     Signature,
-    SignatureError,
     annotation_allows_none,
     ensure_signature,
     make_signature,

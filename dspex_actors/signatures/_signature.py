@@ -1,49 +1,18 @@
-"""Signatures: the typed input -> output contract of an LM call, as in DSPy 3.x.
+"""Signature classes: the typed input -> output contract of an LM call, as in DSPy 3.x.
 
-A signature is a pydantic-v2 model *class*; it is never instantiated. Declare one as a
-class (the docstring is the instructions)::
-
-    class QA(Signature):
-        \"\"\"Answer questions with short factoid answers.\"\"\"
-
-        question: str = InputField()
-        answer: str = OutputField(desc="often between 1 and 5 words")
-
-or from a string, which returns a new class like ``dspy.Signature(...)`` does::
-
-    QA = Signature("context: list[str], question -> answer: int", "Answer briefly.")
-
-Fields written without a type are ``str``. Without instructions (no docstring, no second
-argument) the instructions are DSPy's default, ``Given the fields `a`, `b`, produce the
-fields `c`.``. Class-level API: :attr:`~SignatureMeta.instructions`,
-:attr:`~SignatureMeta.input_fields`, :attr:`~SignatureMeta.output_fields`,
-:attr:`~SignatureMeta.fields` (ordered ``name ->`` :class:`FieldSpec`, inputs first),
-:attr:`~SignatureMeta.signature` (``"a, b -> c"``), and the class methods
-:meth:`Signature.with_instructions`, :meth:`~Signature.prepend`, :meth:`~Signature.append`,
-:meth:`~Signature.insert`, :meth:`~Signature.delete`, :meth:`~Signature.with_updated_fields`,
-:meth:`~Signature.equals`, :meth:`~Signature.validate_inputs`, and
-:meth:`~Signature.dump_state` / :meth:`~Signature.load_state` (DSPy's saved-program layout).
-
-Signature classes are immutable values: every "modifier" returns a new class, so one
-class can be shared by any number of actors and threads without locking.
-
-Type names in signature strings are resolved safely: the string is parsed with
-:mod:`ast` and only known names are accepted (``str int float bool bytes list dict
-tuple set frozenset`` and ``List Dict Tuple Set FrozenSet Optional Union Literal Any``,
-also as ``typing.X``, plus ``X | None``), or the names given in ``custom_types=``.
-Unlike DSPy, nothing is imported and no caller frames are searched. A malformed string
-raises :class:`SignatureError` quoting the offending text.
+:class:`Signature` (a pydantic model class, never instantiated) and its metaclass, which
+turns the declared fields into ordered :class:`FieldSpec` views; the string form is parsed
+in ``_parse``. Signature classes are immutable values, shared freely between threads.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import inspect
 import sys
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, create_model
@@ -53,17 +22,17 @@ from pydantic.fields import FieldInfo
 if sys.version_info >= (3, 14):  # pragma: no cover - PEP 649 class namespaces
     import annotationlib
 
+from dspex_actors.signatures._errors import InputFieldsError, SignatureError
 from dspex_actors.signatures._fields import (
     FIELD_TYPE_KEY,
     IS_TYPE_UNDEFINED,
     FieldKind,
     FieldSpec,
-    InputField,
-    OutputField,
     field_extra,
     field_kind,
     infer_prefix,
 )
+from dspex_actors.signatures._parse import check_name, is_type_like, parse_signature
 
 __all__ = [
     "InputFieldsError",
@@ -74,24 +43,6 @@ __all__ = [
     "ensure_signature",
     "make_signature",
 ]
-
-
-class SignatureError(ValueError):
-    """A signature is malformed (bad string, bad field), or call inputs do not match it."""
-
-
-class InputFieldsError(SignatureError):
-    """The inputs given for a call do not match the signature's input fields.
-
-    Attributes:
-        missing: required input fields that were not given (signature order).
-        unknown: given names that are not input fields (given order).
-    """
-
-    def __init__(self, message: str, *, missing: tuple[str, ...], unknown: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.missing = missing
-        self.unknown = unknown
 
 
 # --------------------------------------------------------------------------- helpers
@@ -169,68 +120,19 @@ class SignatureMeta(ModelMetaclass):
             type.__setattr__(cls, "_dspex_root_signature", True)
             cls._signature_fields = {}
             return cls
-
-        field_order = [name for name, value in namespace.items() if isinstance(value, FieldInfo)]
-        reserved = sorted(set(field_order) & _RESERVED_FIELD_NAMES)
-        if reserved:
-            raise SignatureError(
-                f"Invalid signature class {cls_name!r}: field name(s) {', '.join(reserved)} "
-                "are reserved (class-level Signature attributes)"
-            )
-        annotations = _raw_annotations(namespace)
-        untyped: set[str] = set()
-        for name in field_order:
-            # Private copies: the caller's FieldInfo objects are never touched.
-            namespace[name] = copy.deepcopy(namespace[name])
-            if not name.startswith("__") and name not in annotations:
-                annotations[name] = str
-                untyped.add(name)
-        ordered = {name: annotations[name] for name in field_order if name in annotations}
-        ordered.update({k: v for k, v in annotations.items() if k not in ordered})
-        namespace["__annotations__"] = ordered
-
+        untyped = _prepare_namespace(cls_name, namespace)
         try:
             cls = cast("SignatureMeta", super().__new__(mcs, cls_name, bases, namespace, **kwargs))
         except (TypeError, NameError) as exc:
             raise SignatureError(f"Invalid signature class {cls_name!r}: {exc}") from exc
-
         if cls.__doc__ is None:
-            # Inherit the instructions of a parent signature (not of the root class).
-            for base in bases:
-                if isinstance(base, SignatureMeta) and not _root_signature(base):
-                    doc = base.__doc__
-                    if doc is not None and doc != "":
-                        cls.__doc__ = doc
-                        break
-
-        specs: dict[str, FieldSpec] = {}
-        for name, info in cast("type[BaseModel]", cls).model_fields.items():
-            extra = dict(field_extra(info))  # fresh dict: never shared with another class
-            kind = extra.get(FIELD_TYPE_KEY)
-            if kind not in ("input", "output"):
-                raise SignatureError(
-                    f"Field `{name}` in `{cls_name}` must be declared with "
-                    "InputField or OutputField"
-                )
-            if name in untyped:
-                extra[IS_TYPE_UNDEFINED] = True
-            extra.setdefault("prefix", infer_prefix(name) + ":")
-            extra.setdefault("desc", f"${{{name}}}")
-            info.json_schema_extra = extra
-            specs[name] = FieldSpec(
-                name=name,
-                kind=cast("FieldKind", kind),
-                annotation=info.annotation if info.annotation is not None else type(None),
-                desc=extra["desc"],
-                prefix=extra["prefix"],
-                info=info,
-            )
-        inputs = {n: s for n, s in specs.items() if s.kind == "input"}
-        outputs = {n: s for n, s in specs.items() if s.kind == "output"}
-        cls._signature_fields = {**inputs, **outputs}
-
+            cls.__doc__ = _inherited_instructions(bases)
+        specs = _field_specs(cast("type[BaseModel]", cls), cls_name, untyped)
+        inputs = [name for name, spec in specs.items() if spec.kind == "input"]
+        outputs = [name for name, spec in specs.items() if spec.kind == "output"]
+        cls._signature_fields = {name: specs[name] for name in inputs + outputs}
         if cls.__doc__ is None:
-            cls.__doc__ = _default_instructions(list(inputs), list(outputs))
+            cls.__doc__ = _default_instructions(inputs, outputs)
         return cls
 
     @property
@@ -274,6 +176,71 @@ class SignatureMeta(ModelMetaclass):
         )
 
 
+def _prepare_namespace(cls_name: str, namespace: dict[str, Any]) -> set[str]:
+    """Step 1 of a signature class: check field names, copy the field objects, give
+    untyped fields ``str`` and order ``__annotations__`` by declaration. Returns the
+    names of the fields declared without a type. Mutates ``namespace``.
+    """
+    field_order = [name for name, value in namespace.items() if isinstance(value, FieldInfo)]
+    reserved = sorted(set(field_order) & _RESERVED_FIELD_NAMES)
+    if reserved:
+        raise SignatureError(
+            f"Invalid signature class {cls_name!r}: field name(s) {', '.join(reserved)} "
+            "are reserved (class-level Signature attributes)"
+        )
+    annotations = _raw_annotations(namespace)
+    untyped: set[str] = set()
+    for name in field_order:
+        # Private copies: the caller's FieldInfo objects are never touched.
+        namespace[name] = copy.deepcopy(namespace[name])
+        if not name.startswith("__") and name not in annotations:
+            annotations[name] = str
+            untyped.add(name)
+    ordered = {name: annotations[name] for name in field_order if name in annotations}
+    ordered.update({k: v for k, v in annotations.items() if k not in ordered})
+    namespace["__annotations__"] = ordered
+    return untyped
+
+
+def _inherited_instructions(bases: tuple[type[Any], ...]) -> str | None:
+    """Step 2: the docstring of the first parent signature that has one (not the root's)."""
+    for base in bases:
+        if isinstance(base, SignatureMeta) and not _root_signature(base):
+            doc = base.__doc__
+            if doc is not None and doc != "":
+                return doc
+    return None
+
+
+def _field_specs(model: type[BaseModel], cls_name: str, untyped: set[str]) -> dict[str, FieldSpec]:
+    """Step 3: a :class:`FieldSpec` per model field, filling in DSPy's default ``prefix``
+    and ``desc`` (each field gets its own metadata dict). Raises :class:`SignatureError`
+    for a field not made by InputField/OutputField.
+    """
+    specs: dict[str, FieldSpec] = {}
+    for name, info in model.model_fields.items():
+        extra = dict(field_extra(info))  # fresh dict: never shared with another class
+        kind = extra.get(FIELD_TYPE_KEY)
+        if kind not in ("input", "output"):
+            raise SignatureError(
+                f"Field `{name}` in `{cls_name}` must be declared with InputField or OutputField"
+            )
+        if name in untyped:
+            extra[IS_TYPE_UNDEFINED] = True
+        extra.setdefault("prefix", infer_prefix(name) + ":")
+        extra.setdefault("desc", f"${{{name}}}")
+        info.json_schema_extra = extra
+        specs[name] = FieldSpec(
+            name=name,
+            kind=cast("FieldKind", kind),
+            annotation=info.annotation if info.annotation is not None else type(None),
+            desc=extra["desc"],
+            prefix=extra["prefix"],
+            info=info,
+        )
+    return specs
+
+
 def _type_text(annotation: Any) -> str:
     if isinstance(annotation, type) and get_origin(annotation) is None:
         return annotation.__name__
@@ -286,9 +253,26 @@ def _type_text(annotation: Any) -> str:
 class Signature(BaseModel, metaclass=SignatureMeta):
     """Base class of all signatures; ``Signature("a -> b", instructions)`` makes a new one.
 
-    Subclass it with a docstring (the instructions) and fields made by
-    :func:`InputField` / :func:`OutputField`. See the module documentation.
-    This docstring is *not* inherited as instructions.
+    Declare one as a class (the docstring is the instructions)::
+
+        class QA(Signature):
+            \"\"\"Answer questions with short factoid answers.\"\"\"
+
+            question: str = InputField()
+            answer: str = OutputField(desc="often between 1 and 5 words")
+
+    or from a string, which returns a new class like ``dspy.Signature(...)`` does::
+
+        QA = Signature("context: list[str], question -> answer: int", "Answer briefly.")
+
+    Fields written without a type are ``str``. Without instructions the instructions are
+    DSPy's default, ``Given the fields `a`, `b`, produce the fields `c`.``. Type names in
+    strings are resolved from a fixed table (``str int float bool bytes list dict tuple
+    set frozenset``, ``List Dict Tuple Set FrozenSet Optional Union Literal Any``, also as
+    ``typing.X``, and ``X | None``) or ``custom_types=``; nothing is imported or
+    evaluated, unlike DSPy. Every "modifier" below returns a new class. A malformed
+    signature raises :class:`SignatureError`. This docstring is *not* inherited as
+    instructions.
     """
 
     if typing.TYPE_CHECKING:
@@ -503,11 +487,11 @@ def make_signature(
     Raises :class:`SignatureError` for a malformed string or field.
     """
     if isinstance(signature, str):
-        fields: dict[str, tuple[Any, FieldInfo]] = _parse_signature(signature, custom_types or {})
+        fields: dict[str, tuple[Any, FieldInfo]] = parse_signature(signature, custom_types or {})
     elif isinstance(signature, Mapping):
         fields = {}
         for name, value in signature.items():
-            fields[_check_name(name)] = _coerce_field(name, value)
+            fields[check_name(name)] = _coerce_field(name, value)
     else:
         raise SignatureError(
             f"Expected a signature string or a mapping of fields, got {signature!r}"
@@ -522,12 +506,6 @@ def make_signature(
         "type[Signature]",
         factory(signature_name, __base__=Signature, __doc__=instructions, **fields),
     )
-
-
-def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
-        raise SignatureError(f"Field names must be identifiers not starting with '_', got {name!r}")
-    return name
 
 
 def _coerce_field(name: str, value: Any) -> tuple[Any, FieldInfo]:
@@ -546,207 +524,8 @@ def _coerce_field(name: str, value: Any) -> tuple[Any, FieldInfo]:
         raise SignatureError(f"Field {name!r} must be declared with InputField or OutputField")
     if type_ is None:
         type_ = str
-    if not _is_type_like(type_):
+    if not is_type_like(type_):
         raise SignatureError(
             f"Field types must be types, but received: {type_!r} for field {name!r}"
         )
     return type_, info
-
-
-def _is_type_like(value: Any) -> bool:
-    return isinstance(value, type) or get_origin(value) is not None or value is Any
-
-
-# --------------------------------------------------------------------------- string parsing
-
-_BUILTIN_NAMES: dict[str, Any] = {
-    "str": str,
-    "int": int,
-    "float": float,
-    "bool": bool,
-    "bytes": bytes,
-    "list": list,
-    "dict": dict,
-    "tuple": tuple,
-    "set": set,
-    "frozenset": frozenset,
-    "NoneType": type(None),
-}
-_TYPING_NAMES: dict[str, Any] = {
-    "List": typing.List,  # noqa: UP006
-    "Dict": typing.Dict,  # noqa: UP006
-    "Tuple": typing.Tuple,  # noqa: UP006
-    "Set": typing.Set,  # noqa: UP006
-    "FrozenSet": typing.FrozenSet,  # noqa: UP006
-    "Optional": typing.Optional,
-    "Union": typing.Union,
-    "Literal": typing.Literal,
-    "Any": typing.Any,
-}
-_GENERICS = {list, dict, tuple, set, frozenset}
-# Typed Any: these are subscripted with runtime values, not used as annotations.
-_LITERAL: Any = typing.Literal
-_UNION: Any = typing.Union
-_OPTIONAL: Any = typing.Optional
-_ARITY = {list: 1, set: 1, frozenset: 1, dict: 2}
-
-
-def _parse_signature(
-    text: str, custom_types: Mapping[str, Any]
-) -> dict[str, tuple[Any, FieldInfo]]:
-    if text.count("->") != 1:
-        raise SignatureError(f"Invalid signature {text!r}: it must contain exactly one '->'")
-    inputs_text, outputs_text = text.split("->")
-    inputs = list(_parse_field_list(inputs_text, text, custom_types))
-    outputs = list(_parse_field_list(outputs_text, text, custom_types))
-    if not outputs:
-        raise SignatureError(f"Invalid signature {text!r}: it has no output fields")
-    names = [name for name, _, _ in inputs + outputs]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise SignatureError(
-            f"Invalid signature {text!r}: duplicate field name(s) {', '.join(duplicates)}"
-        )
-    fields: dict[str, tuple[Any, FieldInfo]] = {}
-    for name, type_, untyped in inputs:
-        marker: dict[str, Any] = {IS_TYPE_UNDEFINED: untyped}
-        fields[name] = (type_, InputField(**marker))
-    for name, type_, _ in outputs:
-        fields[name] = (type_, OutputField())
-    return fields
-
-
-def _parse_field_list(
-    part: str, text: str, custom_types: Mapping[str, Any]
-) -> Iterator[tuple[str, Any, bool]]:
-    """``"a: int, b"`` -> ``("a", int, False), ("b", str, True)``, parsed as a def's parameters."""
-    try:
-        module = ast.parse(f"def f({part}): pass")
-    except SyntaxError as exc:
-        raise SignatureError(
-            f"Invalid signature {text!r}: cannot parse fields {part.strip()!r} ({exc.msg})"
-        ) from exc
-    func = module.body[0] if len(module.body) == 1 else None
-    if (
-        not isinstance(func, ast.FunctionDef)
-        or func.returns is not None
-        or func.decorator_list
-        or len(func.body) != 1
-        or not isinstance(func.body[0], ast.Pass)
-    ):
-        raise SignatureError(f"Invalid signature {text!r}: cannot parse fields {part.strip()!r}")
-    args = func.args
-    if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs or args.defaults:
-        raise SignatureError(
-            f"Invalid signature {text!r}: fields {part.strip()!r} must be plain "
-            "'name' or 'name: type' items (no defaults, '*', '**' or '/')"
-        )
-    for arg in args.args:
-        _check_name(arg.arg)
-        if arg.annotation is None:
-            yield arg.arg, str, True
-        else:
-            yield arg.arg, _resolve_type(arg.annotation, text, custom_types), False
-
-
-def _resolve_type(node: ast.expr, text: str, custom_types: Mapping[str, Any]) -> Any:
-    result = _type_node(node, text, custom_types)
-    if not _is_type_like(result):
-        raise SignatureError(f"Invalid signature {text!r}: {ast.unparse(node)!r} is not a type")
-    return result
-
-
-def _type_error(node: ast.AST, text: str, why: str) -> SignatureError:
-    return SignatureError(f"Invalid signature {text!r}: {ast.unparse(node)!r}: {why}")
-
-
-def _type_node(node: ast.expr, text: str, custom_types: Mapping[str, Any]) -> Any:
-    if isinstance(node, ast.Name):
-        if node.id in custom_types:
-            return custom_types[node.id]
-        if node.id in _BUILTIN_NAMES:
-            return _BUILTIN_NAMES[node.id]
-        if node.id in _TYPING_NAMES:
-            return _TYPING_NAMES[node.id]
-        raise _type_error(node, text, "unknown type name")
-    if isinstance(node, ast.Attribute):
-        dotted = _dotted_name(node)
-        if dotted is not None and dotted in custom_types:
-            return custom_types[dotted]
-        if (
-            isinstance(node.value, ast.Name)
-            and node.value.id == "typing"
-            and node.attr in _TYPING_NAMES
-        ):
-            return _TYPING_NAMES[node.attr]
-        raise _type_error(node, text, "unknown type name")
-    if isinstance(node, ast.Constant) and node.value is None:
-        return type(None)
-    if isinstance(node, ast.Constant):
-        raise _type_error(node, text, "not a type")
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        left = _resolve_type(node.left, text, custom_types)
-        right = _resolve_type(node.right, text, custom_types)
-        return _UNION[left, right]  # Optional[int] for `int | None`, as DSPy makes it
-    if isinstance(node, ast.Subscript):
-        return _subscript(node, text, custom_types)
-    raise _type_error(node, text, "not a supported type expression")
-
-
-def _dotted_name(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _dotted_name(node.value)
-        return f"{base}.{node.attr}" if base is not None else None
-    return None
-
-
-def _literal_value(node: ast.expr, text: str) -> Any:
-    if isinstance(node, ast.Constant) and isinstance(
-        node.value, (str, int, bool, bytes, type(None))
-    ):
-        return node.value
-    if (
-        isinstance(node, ast.UnaryOp)
-        and isinstance(node.op, ast.USub)
-        and isinstance(node.operand, ast.Constant)
-        and type(node.operand.value) is int
-    ):
-        return -node.operand.value
-    raise _type_error(node, text, "Literal values must be str, int, bool, bytes or None constants")
-
-
-def _subscript(node: ast.Subscript, text: str, custom_types: Mapping[str, Any]) -> Any:
-    base = _type_node(node.value, text, custom_types)
-    elements = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-    if base is typing.Literal:
-        values = tuple(_literal_value(element, text) for element in elements)
-        return _LITERAL[values]
-    generic = get_origin(base) or base  # typing.List -> list
-    if (
-        generic is tuple
-        and len(elements) == 2
-        and isinstance(elements[1], ast.Constant)
-        and elements[1].value is Ellipsis
-    ):
-        return cast(Any, base)[_resolve_type(elements[0], text, custom_types), ...]
-    args = tuple(_resolve_type(element, text, custom_types) for element in elements)
-    if base is typing.Optional:
-        if len(args) != 1:
-            raise _type_error(node, text, "Optional takes exactly one type")
-        return _OPTIONAL[args[0]]
-    if base is typing.Union:
-        return _UNION[args]
-    if generic in _GENERICS:
-        arity = _ARITY.get(generic)
-        if arity is not None and len(args) != arity:
-            raise _type_error(node, text, f"expected {arity} type argument(s), got {len(args)}")
-        return cast(Any, base)[args if len(args) > 1 else args[0]]
-    if isinstance(base, type) and hasattr(base, "__class_getitem__"):
-        # A user type from custom_types that is generic (e.g. a pydantic generic model).
-        try:
-            return cast(Any, base)[args if len(args) > 1 else args[0]]
-        except TypeError as exc:
-            raise _type_error(node, text, str(exc)) from exc
-    raise _type_error(node, text, "this type cannot be subscripted")

@@ -16,7 +16,7 @@ from typing import Any, Literal, Optional
 import pytest
 from pydantic import BaseModel
 
-from dspex_actors.adapters._chat import get_annotation_name
+from dspex_actors.adapters._values import get_annotation_name
 from dspex_actors.signatures._fields import FieldSpec, InputField, OutputField, infer_prefix
 from dspex_actors.signatures._signature import (
     InputFieldsError,
