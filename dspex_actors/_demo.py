@@ -22,13 +22,14 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import supervisors as sv
 from dspex_actors.lm import LM, RetryPolicy
 from dspex_actors.modules import ChainOfThought, Predict
 from dspex_actors.primitives import LMError
-from dspex_actors.runtime import start
+from dspex_actors.runtime import ActorSystem, start
 from dspex_actors.signatures import InputField, OutputField, Signature
 from dspex_actors.testing import RuleBasedLMServer
 
@@ -45,6 +46,21 @@ class QA(Signature):
 def _section(out: TextIO, title: str) -> None:
     out.write(f"\n=== {title} ===\n")
     out.flush()
+
+
+@dataclass
+class _Tour:
+    """What the demo's steps share: where to write, the system, the server, the module."""
+
+    out: TextIO
+    system: ActorSystem
+    server: RuleBasedLMServer | None
+    qa: Predict
+    latency: float
+    problems: int = 0
+
+    def section(self, title: str) -> None:
+        _section(self.out, title)
 
 
 def run_demo(
@@ -66,95 +82,114 @@ def run_demo(
             "rules;\nsee --api-base to use a real OpenAI-compatible server).\n"
         )
     lm = LM(model or "openai/gpt-4o-mini", api_base=api_base, api_key=api_key or "sk-demo")
-    problems = 0
     system = start(
         lm=lm, retry=RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.5), name="dspex"
     )
+    tour = _Tour(out, system, server, Predict(QA), latency)
     try:
-        _section(out, "supervision tree")
-        out.write(f"{system.tree()}\n")
-
-        _section(out, "Predict")
-        qa = Predict(QA)
-        started = time.perf_counter()
-        pred = qa(question="What is the capital of France?")
-        first_ms = (time.perf_counter() - started) * 1000
-        out.write(f"Q: What is the capital of France?\nA: {pred.answer}   ({first_ms:.1f} ms)\n")
-
-        _section(out, "ChainOfThought")
-        cot = ChainOfThought("question -> answer")
-        pred = cot(question="What is 17 + 25?")
-        out.write(f"Q: What is 17 + 25?\nreasoning: {pred.reasoning}\nanswer: {pred.answer}\n")
-
-        _section(out, "cache hit")
-        started = time.perf_counter()
-        qa(question="What is the capital of France?")
-        hit_ms = (time.perf_counter() - started) * 1000
-        stats = system.stats()
-        out.write(
-            f"same question again: {hit_ms:.2f} ms (first call {first_ms:.1f} ms); "
-            f"cache hits={stats['cache']['hits']}\n"
-        )
-
-        if server is not None:
-            _section(out, "faults: 500, 429, dropped connection -> retried by the program actor")
-            server.inject("500", "429", "drop")
-            before = server.request_count
-            pred = qa(question="What is the capital of Japan?")
-            out.write(
-                f"answer: {pred.answer}  (server saw {server.request_count - before} requests "
-                "for this one call)\n"
-            )
-            _section(out, "a non-retryable 400 ends the request at once, typed")
-            server.inject("400")
-            try:
-                qa(question="What is the capital of Spain?")
-                out.write("unexpected: no error\n")
-                problems += 1
-            except LMError as exc:
-                out.write(f"{type(exc).__name__} after {exc.attempts} attempt(s): {exc}\n")
-
-        if server is not None:
-            _section(out, "three requests in flight (server latency 0.3 s)")
-            server.latency = 0.3
-            pending = threading.Thread(
-                target=qa.batch,
-                args=([{"question": f"What is {n} + {n}?"} for n in range(3)],),
-                kwargs={"max_concurrency": 3},
-                daemon=True,
-            )
-            pending.start()
-            deadline = time.monotonic() + 5.0
-            while sv.count_children(system.programs.name).active < 3:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.005)  # a demo polling for a picture, not a synchronisation
-            out.write(f"{system.tree()}\n")
-            pending.join(10.0)
-            server.latency = latency
-
-        _section(out, "crash the LM client: its supervisor restarts it, callers never notice")
-        old = system.lm().resolve()
-        sv.kill(old, reason="chaos drill")
-        new = sv.wait_for_name(system.lm().name, timeout=5.0)
-        pred = qa(question="What is the capital of Italy?")
-        out.write(f"LM client replaced: {old is not new}; next answer: {pred.answer}\n")
-
-        _section(out, "supervision tree and stats after the drills")
-        out.write(f"{system.tree()}\n")
-        out.write(json.dumps(_redact(system.stats()), indent=2, default=str) + "\n")
-        if sv.count_children(system.programs.name).active != 0:
-            out.write("unexpected: program actors left running\n")
-            problems += 1
+        for step in (_basics, _faults, _in_flight, _restart, _after):
+            step(tour)
     except Exception as exc:
         out.write(f"demo failed: {type(exc).__name__}: {exc}\n")
-        problems += 1
+        tour.problems += 1
     finally:
         system.shutdown()
         if server is not None:
             server.stop()
-    _section(out, "done" if problems == 0 else f"done with {problems} problem(s)")
-    return 0 if problems == 0 else 1
+    _section(out, "done" if tour.problems == 0 else f"done with {tour.problems} problem(s)")
+    return 0 if tour.problems == 0 else 1
+
+
+def _basics(tour: _Tour) -> None:
+    out, system, qa = tour.out, tour.system, tour.qa
+    tour.section("supervision tree")
+    out.write(f"{system.tree()}\n")
+
+    tour.section("Predict")
+    started = time.perf_counter()
+    pred = qa(question="What is the capital of France?")
+    first_ms = (time.perf_counter() - started) * 1000
+    out.write(f"Q: What is the capital of France?\nA: {pred.answer}   ({first_ms:.1f} ms)\n")
+
+    tour.section("ChainOfThought")
+    cot = ChainOfThought("question -> answer")
+    pred = cot(question="What is 17 + 25?")
+    out.write(f"Q: What is 17 + 25?\nreasoning: {pred.reasoning}\nanswer: {pred.answer}\n")
+
+    tour.section("cache hit")
+    started = time.perf_counter()
+    qa(question="What is the capital of France?")
+    hit_ms = (time.perf_counter() - started) * 1000
+    stats = system.stats()
+    out.write(
+        f"same question again: {hit_ms:.2f} ms (first call {first_ms:.1f} ms); "
+        f"cache hits={stats['cache']['hits']}\n"
+    )
+
+
+def _faults(tour: _Tour) -> None:
+    out, server, qa = tour.out, tour.server, tour.qa
+    if server is None:
+        return  # fault injection needs the rule-based server
+    tour.section("faults: 500, 429, dropped connection -> retried by the program actor")
+    server.inject("500", "429", "drop")
+    before = server.request_count
+    pred = qa(question="What is the capital of Japan?")
+    out.write(
+        f"answer: {pred.answer}  (server saw {server.request_count - before} requests "
+        "for this one call)\n"
+    )
+    tour.section("a non-retryable 400 ends the request at once, typed")
+    server.inject("400")
+    try:
+        qa(question="What is the capital of Spain?")
+        out.write("unexpected: no error\n")
+        tour.problems += 1
+    except LMError as exc:
+        out.write(f"{type(exc).__name__} after {exc.attempts} attempt(s): {exc}\n")
+
+
+def _in_flight(tour: _Tour) -> None:
+    server, system = tour.server, tour.system
+    if server is None:
+        return
+    tour.section("three requests in flight (server latency 0.3 s)")
+    server.latency = 0.3
+    pending = threading.Thread(
+        target=tour.qa.batch,
+        args=([{"question": f"What is {n} + {n}?"} for n in range(3)],),
+        kwargs={"max_concurrency": 3},
+        daemon=True,
+    )
+    pending.start()
+    deadline = time.monotonic() + 5.0
+    while sv.count_children(system.programs.name).active < 3:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.005)  # a demo polling for a picture, not a synchronisation
+    tour.out.write(f"{system.tree()}\n")
+    pending.join(10.0)
+    server.latency = tour.latency
+
+
+def _restart(tour: _Tour) -> None:
+    system = tour.system
+    tour.section("crash the LM client: its supervisor restarts it, callers never notice")
+    old = system.lm().resolve()
+    sv.kill(old, reason="chaos drill")
+    new = sv.wait_for_name(system.lm().name, timeout=5.0)
+    pred = tour.qa(question="What is the capital of Italy?")
+    tour.out.write(f"LM client replaced: {old is not new}; next answer: {pred.answer}\n")
+
+
+def _after(tour: _Tour) -> None:
+    out, system = tour.out, tour.system
+    tour.section("supervision tree and stats after the drills")
+    out.write(f"{system.tree()}\n")
+    out.write(json.dumps(_redact(system.stats()), indent=2, default=str) + "\n")
+    if sv.count_children(system.programs.name).active != 0:
+        out.write("unexpected: program actors left running\n")
+        tour.problems += 1
 
 
 def _redact(stats: dict[str, Any]) -> dict[str, Any]:
