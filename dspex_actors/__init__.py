@@ -16,25 +16,15 @@ Quick start::
         print(system.tree())
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dspex_actors.adapters import ChatAdapter, JSONAdapter
 from dspex_actors.cache import CacheConfig, cache_key
 from dspex_actors.lm import LM, Completion, RetryPolicy
 from dspex_actors.modules import BatchError, ChainOfThought, Module, Predict, ProgramFileError
-from dspex_actors.optimize import (
-    BootstrapFewShot,
-    BootstrapFewShotWithRandomSearch,
-    CheckpointError,
-    CompileError,
-    Evaluate,
-    EvaluationResult,
-    Job,
-    JobCancelled,
-    JobStatus,
-    LabeledFewShot,
-    RecordedError,
-    ResultsFileError,
-    Teleprompter,
-)
 from dspex_actors.primitives import (
     AdapterParseError,
     CircuitOpen,
@@ -61,7 +51,51 @@ from dspex_actors.signatures import (
     SignatureError,
     ensure_signature,
 )
-from dspex_actors.testing import Fault, RuleBasedLMServer
+
+if TYPE_CHECKING:  # loaded on first use (see __getattr__): optimizers and the test server
+    from dspex_actors import testing as testing
+    from dspex_actors.optimize import (
+        BootstrapFewShot,
+        BootstrapFewShotWithRandomSearch,
+        CheckpointError,
+        CompileError,
+        Evaluate,
+        EvaluationResult,
+        Job,
+        JobCancelled,
+        JobStatus,
+        LabeledFewShot,
+        RecordedError,
+        ResultsFileError,
+        Teleprompter,
+    )
+    from dspex_actors.testing import Fault, RuleBasedLMServer
+
+# name -> the module that defines it, imported on first access: `import dspex_actors`
+# stays cheap for programs that never optimize or start the test server.
+_LAZY = {
+    **dict.fromkeys(
+        [
+            "BootstrapFewShot",
+            "BootstrapFewShotWithRandomSearch",
+            "CheckpointError",
+            "CompileError",
+            "Evaluate",
+            "EvaluationResult",
+            "Job",
+            "JobCancelled",
+            "JobStatus",
+            "LabeledFewShot",
+            "RecordedError",
+            "ResultsFileError",
+            "Teleprompter",
+        ],
+        "dspex_actors.optimize",
+    ),
+    "Fault": "dspex_actors.testing",
+    "RuleBasedLMServer": "dspex_actors.testing",
+}
+_LAZY_MODULES = frozenset({"testing", "optimize"})
 
 __all__ = [
     "LM",
@@ -117,3 +151,19 @@ __all__ = [
     "ensure_signature",
     "start",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a lazily loaded public name (or subpackage) on first access, then keep it."""
+    if name in _LAZY_MODULES:
+        value: Any = importlib.import_module(f"dspex_actors.{name}")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'dspex_actors' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_LAZY_MODULES})
