@@ -58,7 +58,7 @@ from supervisors._messages import (
 )
 from supervisors._named_ref import NamedRef, named
 from supervisors._registry import register, registered, unregister, wait_for_name, whereis
-from supervisors._reply import ask
+from supervisors._reply import Reply, ask
 from supervisors._spec import ChildCounts, ChildInfo, ChildSpec
 from supervisors._supervisor import (
     Supervisor,
@@ -90,6 +90,7 @@ __all__ = [
     "NoProc",
     "Ok",
     "Reason",
+    "Reply",
     "Settled",
     "Slot",
     "StartError",

@@ -64,6 +64,12 @@ def _parse_error(
     return AdapterParseError(message, text=completion)
 
 
+#: System prompts by (adapter class, signature class). Dict reads and writes are atomic
+#: under the GIL; two threads formatting the same new key both store the same text.
+_SYSTEM_MESSAGES: dict[tuple[type[Any], type[Signature]], str] = {}
+_SYSTEM_MESSAGES_MAX = 4096
+
+
 class ChatAdapter:
     """DSPy's default adapter: ``[[ ## field ## ]]`` sections, byte-identical to DSPy 3.4.
 
@@ -125,12 +131,23 @@ class ChatAdapter:
         return messages
 
     def format_system_message(self, signature: type[Signature]) -> str:
-        """Field list, the structure of a turn, and the instructions."""
-        return (
-            f"{self.format_field_description(signature)}\n"
-            f"{self.format_field_structure(signature)}\n"
-            f"{self.format_task_description(signature)}"
-        )
+        """Field list, the structure of a turn, and the instructions.
+
+        Remembered per adapter class and signature (both immutable; the text depends
+        on nothing else), so a module called many times formats it once.
+        """
+        key = (type(self), signature)
+        text = _SYSTEM_MESSAGES.get(key)
+        if text is None:
+            text = (
+                f"{self.format_field_description(signature)}\n"
+                f"{self.format_field_structure(signature)}\n"
+                f"{self.format_task_description(signature)}"
+            )
+            if len(_SYSTEM_MESSAGES) >= _SYSTEM_MESSAGES_MAX:
+                _SYSTEM_MESSAGES.clear()  # signatures made per call (string form) must not pile up
+            _SYSTEM_MESSAGES[key] = text
+        return text
 
     def format_field_description(self, signature: type[Signature]) -> str:
         """``Your input fields are:`` / ``Your output fields are:`` numbered lists."""

@@ -587,7 +587,7 @@ def run_in_program(
         restart="temporary",
         shutdown=1.0,
     )
-    answer: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    answer = sv.Reply()  # a one-slot queue: lighter than pykka's future on this hot path
     # The Run request rides in the new actor's mailbox from birth.
     ref = sv.start_child(programs, spec, in_caller=True, first_message=(Run(), answer))
     if on_started is not None:
