@@ -45,7 +45,7 @@ from supervisors._errors import (
 from supervisors._fanout import FanOut, Settled, Slot, fan_out
 from supervisors._introspect import Status, TreeNode, format_tree, get_state, get_status, tree
 from supervisors._lifecycle import kill, stop
-from supervisors._log import describe_reason
+from supervisors._log import describe_reason, safe_repr
 from supervisors._messages import (
     Down,
     Exit,
@@ -53,6 +53,7 @@ from supervisors._messages import (
     MonitorRef,
     Ok,
     Reason,
+    Reject,
     TaskResult,
     is_normal,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "NoProc",
     "Ok",
     "Reason",
+    "Reject",
     "Reply",
     "Settled",
     "Slot",
@@ -120,6 +122,7 @@ __all__ = [
     "register",
     "registered",
     "restart_child",
+    "safe_repr",
     "shutdown_idle_threads",
     "spawn_options",
     "start_child",

@@ -25,8 +25,8 @@ from pykka.messages import _ActorStop
 from supervisors import _registry
 from supervisors._errors import NoProc, StartError
 from supervisors._inbox import Inbox, Wake, dead_error, fail
-from supervisors._log import describe_reason, logger
-from supervisors._messages import Down, ExitSignal, MonitorRef, Reason, is_normal
+from supervisors._log import describe_reason, logger, safe_repr
+from supervisors._messages import Down, ExitSignal, MonitorRef, Reason, Reject, is_normal
 from supervisors._threads import run_pooled
 
 if TYPE_CHECKING:
@@ -432,12 +432,25 @@ class Actor(pykka.ThreadingActor):
         if self._sv_killed:
             fail(envelope, dead_error(str(self)))
             return _KILLED
-        if ending is None and envelope.reply_to is not None:
-            try:
-                envelope.reply_to.set(result)
-            except queue.Full:
-                pass
+        if ending is None:
+            if type(result) is Reject:
+                self._sv_reject(envelope, result.error)
+            elif envelope.reply_to is not None:
+                try:
+                    envelope.reply_to.set(result)
+                except queue.Full:
+                    pass
         return ending
+
+    def _sv_reject(self, envelope: Envelope[Any], error: BaseException) -> None:
+        """Answer an ask with ``error`` (the handler returned ``Reject``); log a tell's."""
+        if envelope.reply_to is None:
+            logger.warning("message_rejected", actor=str(self), error=safe_repr(error), ask=False)
+            return
+        try:
+            envelope.reply_to.set_exception(exc_info=(type(error), error, error.__traceback__))
+        except queue.Full:
+            pass
 
     def _sv_loop_teardown(self, ending: _Ending) -> None:
         """End the actor: dead to the world, then hooks, then the exit is announced.
@@ -568,7 +581,7 @@ class Actor(pykka.ThreadingActor):
             try:
                 watcher(Down(mref, ref, reason))
             except Exception as exc:
-                logger.error("monitor_delivery_failed", actor=str(self), error=repr(exc))
+                logger.error("monitor_delivery_failed", actor=str(self), error=safe_repr(exc))
         for peer in links:
             peer._sv_on_link_exit(self, reason)
         self._sv_started.set()

@@ -23,6 +23,7 @@ __all__ = [
     "MonitorRef",
     "Ok",
     "Reason",
+    "Reject",
     "TaskResult",
     "is_normal",
 ]
@@ -108,3 +109,17 @@ class Exit:
     """
 
     reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Return this from a handler to answer the asker with ``error``, without crashing.
+
+    OTP's ``{reply, {error, Reason}, State}``: an exception raised by a handler is a
+    crash (the actor ends and its supervisor restarts it), which is right for a bug
+    but wrong for a bad request. ``return sv.Reject(ValueError("no such key"))``
+    raises ``error`` in the asker's thread while the actor carries on. For a
+    ``tell`` there is nobody to answer: the rejection is logged as a warning.
+    """
+
+    error: BaseException

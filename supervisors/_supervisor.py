@@ -30,7 +30,7 @@ from supervisors._actor import (
     spawn_options,
 )
 from supervisors._errors import NoProc, StartError, SupervisorError
-from supervisors._log import describe_reason, logger
+from supervisors._log import describe_reason, logger, safe_repr
 from supervisors._messages import ExitSignal, Reason, is_normal
 from supervisors._reply import ask as fast_ask
 from supervisors._spec import STRATEGIES, ChildCounts, ChildInfo, ChildSpec, Strategy
@@ -437,11 +437,21 @@ class _SupervisorBase(Actor):
     # --------------------------------------------------------------- messages
 
     def on_receive(self, message: Any) -> Any:
+        # A supervisor must outlive any message it is sent: the system messages it acts
+        # on are checked first, and anything else is logged (safely) and dropped.
         if isinstance(message, ExitSignal):
+            if not isinstance(message.actor, ActorRef):
+                return self._malformed(message, "ExitSignal.actor is not an ActorRef")
             self._on_exit_signal(message)
             return None
         if isinstance(message, _Call):
-            handler = getattr(self, f"_call_{message.op}")
+            handler = (
+                getattr(self, f"_call_{message.op}", None) if type(message.op) is str else None
+            )
+            if handler is None:
+                return _Err(
+                    SupervisorError(f"{self.label()}: unknown call {safe_repr(message.op)}")
+                )
             try:
                 return handler(message.arg)
             except (SupervisorError, StartError, ValueError, TypeError, NoProc) as exc:
@@ -449,8 +459,13 @@ class _SupervisorBase(Actor):
         if isinstance(message, _RetryRestart):
             self._retry_restart(message.keys)
             return None
-        logger.warning("unexpected_message", supervisor=self.label(), message=repr(message))
+        logger.warning("unexpected_message", supervisor=self.label(), message=safe_repr(message))
         return None
+
+    def _malformed(self, message: Any, why: str) -> None:
+        logger.warning(
+            "malformed_message", supervisor=self.label(), why=why, message=safe_repr(message)
+        )
 
     def _on_exit_signal(self, signal: ExitSignal) -> None:
         with self._children_lock:
