@@ -88,6 +88,10 @@ class Admission:
             lm.breaker_cooldown,
             clock,
             trial_timeout=max(60.0, lm.timeout * 2),
+            mode=lm.breaker_mode,
+            window=lm.breaker_window,
+            min_calls=min(lm.breaker_min_calls, lm.breaker_window),
+            failure_rate=lm.breaker_failure_rate,
         )
         self._closed = False
         self._owner_stopped = owner_stopped

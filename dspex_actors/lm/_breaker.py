@@ -2,7 +2,11 @@
 
 States:
 
-- ``"closed"``: requests flow; ``threshold`` consecutive counted failures open it.
+- ``"closed"``: requests flow. In the default ``"rate"`` mode (Resilience4j's model) it
+  opens when, over the last ``window`` counted calls and with at least ``min_calls`` of
+  them, the share of counted failures reaches ``failure_rate``; a flaky upstream
+  (retries handle it) does not open it, a dead one does. In ``"consecutive"`` mode
+  ``threshold`` consecutive counted failures open it.
 - ``"open"``: :meth:`CircuitBreaker.before_request` raises :class:`CircuitOpen`
   (no I/O) until ``cooldown`` seconds have passed since it opened.
 - ``"half_open"``: exactly one trial request is let through at a time; the others get
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -39,6 +44,14 @@ from dspex_actors.primitives import CircuitOpen, LMConnectionError, LMServerErro
 __all__ = ["BreakerState", "CircuitBreaker", "counts_as_failure"]
 
 BreakerState = Literal["closed", "open", "half_open"]
+BreakerMode = Literal["rate", "consecutive"]
+
+#: Defaults of the rate mode: >= 50% failures over the last 100 counted calls, once at
+#: least 50 were seen. With 30% random failures the chance of ever crossing is about
+#: 1e-3 per thousand calls; an endpoint failing every call opens it after 50.
+DEFAULT_WINDOW = 100
+DEFAULT_MIN_CALLS = 50
+DEFAULT_FAILURE_RATE = 0.5
 
 _COUNTED = (LMServerError, LMTimeout, LMConnectionError)
 
@@ -53,12 +66,14 @@ def counts_as_failure(error: BaseException | None) -> bool:
 
 
 class CircuitBreaker:
-    """Consecutive-failure circuit breaker with a single-trial half-open state.
+    """Circuit breaker with a single-trial half-open state: failure-rate or consecutive mode.
 
-    ``threshold`` (>= 1) consecutive counted failures open the breaker for
-    ``cooldown`` (>= 0) seconds. ``clock`` returns monotonic seconds. ``trial_timeout``
-    (> 0) bounds how long a half-open trial may hold its slot without reporting;
-    set it to at least the request timeout.
+    ``mode="rate"`` (default): ``failure_rate`` (0 < r <= 1) of the last ``window``
+    counted calls, with at least ``min_calls`` (1 <= min_calls <= window) of them, open
+    it. ``mode="consecutive"``: ``threshold`` (>= 1) consecutive counted failures open
+    it. Either way it stays open for ``cooldown`` (>= 0) seconds. ``clock`` returns
+    monotonic seconds. ``trial_timeout`` (> 0) bounds how long a half-open trial may
+    hold its slot without reporting; set it to at least the request timeout.
 
     Raises ``ValueError`` for invalid parameters.
     """
@@ -70,9 +85,29 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         *,
         trial_timeout: float = 60.0,
+        mode: BreakerMode = "rate",
+        window: int = DEFAULT_WINDOW,
+        min_calls: int = DEFAULT_MIN_CALLS,
+        failure_rate: float = DEFAULT_FAILURE_RATE,
     ) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
             raise ValueError(f"threshold must be an int >= 1, got {threshold!r}")
+        if mode not in ("rate", "consecutive"):
+            raise ValueError(f"mode must be 'rate' or 'consecutive', got {mode!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be an int >= 1, got {window!r}")
+        if isinstance(min_calls, bool) or not isinstance(min_calls, int):
+            raise ValueError(f"min_calls must be an int, got {min_calls!r}")
+        if not 1 <= min_calls <= window:
+            raise ValueError(f"min_calls must be in [1, window={window}], got {min_calls}")
+        if not (math.isfinite(failure_rate) and 0 < failure_rate <= 1):
+            raise ValueError(f"failure_rate must be in (0, 1], got {failure_rate}")
+        self.mode: BreakerMode = mode
+        self.window = window
+        self.min_calls = min_calls
+        self.failure_rate = float(failure_rate)
+        self._calls: deque[bool] = deque(maxlen=window)  # True = a counted failure
+        self._window_failures = 0
         if not math.isfinite(cooldown) or cooldown < 0:
             raise ValueError(f"cooldown must be >= 0, got {cooldown}")
         if not math.isfinite(trial_timeout) or trial_timeout <= 0:
@@ -87,6 +122,7 @@ class CircuitBreaker:
         self._trial_started: float | None = None
         self._times_opened = 0
         self._rejected = 0
+        self._why_opened = "failures"
 
     def _refresh(self, now: float) -> None:
         if (
@@ -108,6 +144,31 @@ class CircuitBreaker:
         self._opened_at = now
         self._trial_started = None
         self._times_opened += 1
+        self._calls.clear()
+        self._window_failures = 0
+
+    def _note(self, failed: bool) -> None:
+        """Slide the rate window by one counted call."""
+        calls = self._calls
+        if len(calls) == calls.maxlen and calls[0]:
+            self._window_failures -= 1
+        calls.append(failed)
+        self._window_failures += failed
+
+    def _tripped(self) -> bool:
+        if self.mode == "consecutive":
+            return self._failures >= self.threshold
+        seen = len(self._calls)
+        return seen >= self.min_calls and self._window_failures >= self.failure_rate * seen
+
+    def reset(self) -> None:
+        """Close the breaker now and forget its history (an operator's reset)."""
+        self._state = "closed"
+        self._failures = 0
+        self._opened_at = None
+        self._trial_started = None
+        self._calls.clear()
+        self._window_failures = 0
 
     @property
     def state(self) -> BreakerState:
@@ -143,10 +204,7 @@ class CircuitBreaker:
         self._rejected += 1
         wait = self.retry_after()
         if self._state == "open":
-            raise CircuitOpen(
-                f"circuit open after {self._failures} consecutive failures",
-                retry_after=wait,
-            )
+            raise CircuitOpen(f"circuit open after {self._why_opened}", retry_after=wait)
         raise CircuitOpen("circuit half-open: a trial request is in flight", retry_after=wait)
 
     def record_success(self) -> None:
@@ -155,10 +213,14 @@ class CircuitBreaker:
         self._refresh(self._clock())
         if self._state == "open":
             return
+        if self._state == "half_open":
+            self._calls.clear()  # a fresh window after recovery
+            self._window_failures = 0
         self._state = "closed"
         self._failures = 0
         self._opened_at = None
         self._trial_started = None
+        self._note(False)
 
     def record_failure(self, error: BaseException | None = None) -> bool:
         """Report a failed request (see :func:`counts_as_failure`).
@@ -177,17 +239,30 @@ class CircuitBreaker:
                 self._trial_started = None
             return False
         self._failures += 1
-        if self._state == "half_open" or self._failures >= self.threshold:
+        self._note(True)
+        if self._state == "half_open" or self._tripped():
+            self._why_opened = self._describe_trip()
             self._open(now)
             return True
         return False
+
+    def _describe_trip(self) -> str:
+        if self._state == "half_open":
+            return "a failed half-open trial"
+        if self.mode == "consecutive":
+            return f"{self._failures} consecutive failures"
+        return f"{self._window_failures} failures in the last {len(self._calls)} calls"
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-serialisable view for status reports and logs."""
         return {
             "state": self.state,
+            "mode": self.mode,
             "consecutive_failures": self._failures,
             "threshold": self.threshold,
+            "window_calls": len(self._calls),
+            "window_failures": self._window_failures,
+            "failure_rate": self.failure_rate,
             "cooldown": self.cooldown,
             "retry_after": self.retry_after(),
             "trial_in_flight": self._trial_started is not None,

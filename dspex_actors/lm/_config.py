@@ -174,8 +174,13 @@ class LM(BaseModel):
     so two servers never share answers; give several LMs the same ``cache_scope`` to
     share a cache across endpoints on purpose.
 
-    ``rpm``, ``breaker_threshold``, ``breaker_cooldown`` and ``pool_size`` configure
-    the token bucket, circuit breaker and connection pool the LM actor builds.
+    ``rpm`` and ``pool_size`` configure the token bucket and connection pool the LM
+    client builds. The circuit breaker opens, by default (``breaker_mode="rate"``), when
+    ``breaker_failure_rate`` (0.5) of the last ``breaker_window`` (100) counted calls
+    failed, once ``breaker_min_calls`` (50) were seen: a flaky upstream is left to
+    retries, a dead one is cut off; ``breaker_mode="consecutive"`` opens it after
+    ``breaker_threshold`` (5) failures in a row instead. It stays open
+    ``breaker_cooldown`` (10 s), then lets one trial through.
     ``extra`` holds additional JSON-serialisable request body parameters (``top_p``,
     ``seed``, ``stop``...); credential/routing names, ``model``/``messages`` and
     ``stream`` (there is no streaming yet) are rejected there.
@@ -200,7 +205,11 @@ class LM(BaseModel):
     max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1)
     cache_scope: str | None = Field(default=None, min_length=1)
     rpm: float | None = Field(default=None, gt=0.0)
+    breaker_mode: Literal["rate", "consecutive"] = "rate"
     breaker_threshold: int = Field(default=5, ge=1)
+    breaker_failure_rate: float = Field(default=0.5, gt=0.0, le=1.0)
+    breaker_window: int = Field(default=100, ge=1)
+    breaker_min_calls: int = Field(default=50, ge=1)
     breaker_cooldown: float = Field(default=10.0, ge=0.0)
     pool_size: int = Field(default=64, ge=1)
     extra: dict[str, Any] = Field(default_factory=dict)
@@ -260,7 +269,11 @@ class LM(BaseModel):
                 self.max_response_bytes,
                 self.cache_scope,
                 self.rpm,
+                self.breaker_mode,
                 self.breaker_threshold,
+                self.breaker_failure_rate,
+                self.breaker_window,
+                self.breaker_min_calls,
                 self.breaker_cooldown,
                 self.pool_size,
                 json.dumps(self.extra, sort_keys=True),

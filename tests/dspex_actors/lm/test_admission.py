@@ -86,7 +86,9 @@ def test_n_threads_never_take_more_tokens_than_the_bucket_holds() -> None:
 
 def test_a_half_open_breaker_lets_exactly_one_trial_through_under_contention() -> None:
     clock = FakeClock()
-    admission = make_admission(clock, breaker_threshold=2, breaker_cooldown=5.0)
+    admission = make_admission(
+        clock, breaker_mode="consecutive", breaker_threshold=2, breaker_cooldown=5.0
+    )
     for _ in range(2):
         admission.record(Outcome(ok=False, latency_s=0.01, error=LMServerError("500")))
     refused = admission.admit()
@@ -120,7 +122,9 @@ def test_outcomes_recorded_from_many_threads_are_all_counted() -> None:
 
 
 def test_the_outcome_that_opens_the_breaker_logs_a_warning_once() -> None:
-    admission = make_admission(FakeClock(), breaker_threshold=2, breaker_cooldown=5.0)
+    admission = make_admission(
+        FakeClock(), breaker_mode="consecutive", breaker_threshold=2, breaker_cooldown=5.0
+    )
     with capture_logs() as logs:
         for _ in range(4):  # the last two arrive while open: ignored
             admission.record(Outcome(ok=False, latency_s=0.01, error=LMServerError("500")))
@@ -231,7 +235,9 @@ def test_the_rate_limit_holds_without_an_ask(
 def test_an_open_breaker_refuses_without_http_and_without_an_ask(
     lm_server: dx.RuleBasedLMServer, client_messages: list[str]
 ) -> None:
-    with make_system(lm_server, breaker_threshold=2, breaker_cooldown=30.0) as system:
+    with make_system(
+        lm_server, breaker_mode="consecutive", breaker_threshold=2, breaker_cooldown=30.0
+    ) as system:
         qa = dx.Predict("question -> answer")
         lm_server.inject("500", "500")
         for _ in range(2):
@@ -249,7 +255,9 @@ def test_an_open_breaker_refuses_without_http_and_without_an_ask(
 def test_a_restarted_client_publishes_a_fresh_admission_and_keeps_the_counts(
     lm_server: dx.RuleBasedLMServer,
 ) -> None:
-    with make_system(lm_server, breaker_threshold=1, breaker_cooldown=30.0) as system:
+    with make_system(
+        lm_server, breaker_mode="consecutive", breaker_threshold=1, breaker_cooldown=30.0
+    ) as system:
         qa = dx.Predict("question -> answer")
         qa(question="What is 3 + 3?")
         lm_server.inject("500")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
+from typing import Any
 
 import pytest
 
+import dspex_actors as dx
 from dspex_actors.lm._breaker import CircuitBreaker, counts_as_failure
 from dspex_actors.primitives._errors import (
     AdapterParseError,
@@ -32,7 +35,7 @@ def state(breaker: CircuitBreaker) -> str:
 
 
 def opened(clock: FakeClock, threshold: int = 3, cooldown: float = 10.0) -> CircuitBreaker:
-    breaker = CircuitBreaker(threshold, cooldown, clock=clock)
+    breaker = CircuitBreaker(threshold, cooldown, clock=clock, mode="consecutive")
     for _ in range(threshold):
         breaker.before_request()
         breaker.record_failure(LMServerError("boom", status=503))
@@ -41,7 +44,7 @@ def opened(clock: FakeClock, threshold: int = 3, cooldown: float = 10.0) -> Circ
 
 
 def test_closed_breaker_lets_requests_through() -> None:
-    breaker = CircuitBreaker(3, 10.0, clock=FakeClock())
+    breaker = CircuitBreaker(3, 10.0, clock=FakeClock(), mode="consecutive")
     for _ in range(10):
         breaker.before_request()
         breaker.record_success()
@@ -50,7 +53,7 @@ def test_closed_breaker_lets_requests_through() -> None:
 
 def test_threshold_consecutive_failures_open_it() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(3, 10.0, clock=clock)
+    breaker = CircuitBreaker(3, 10.0, clock=clock, mode="consecutive")
     breaker.record_failure(LMTimeout("t"))
     breaker.record_failure(LMConnectionError("c"))
     assert state(breaker) == "closed"
@@ -59,7 +62,7 @@ def test_threshold_consecutive_failures_open_it() -> None:
 
 
 def test_a_success_resets_the_consecutive_count() -> None:
-    breaker = CircuitBreaker(3, 10.0, clock=FakeClock())
+    breaker = CircuitBreaker(3, 10.0, clock=FakeClock(), mode="consecutive")
     for _ in range(5):
         breaker.record_failure(LMTimeout("t"))
         breaker.record_failure(LMTimeout("t"))
@@ -127,7 +130,7 @@ def test_failed_trial_reopens_for_a_full_cooldown() -> None:
     ],
 )
 def test_rate_limits_client_errors_and_parse_errors_never_open_it(error: BaseException) -> None:
-    breaker = CircuitBreaker(2, 10.0, clock=FakeClock())
+    breaker = CircuitBreaker(2, 10.0, clock=FakeClock(), mode="consecutive")
     assert not counts_as_failure(error)
     for _ in range(10):
         breaker.record_failure(error)
@@ -135,7 +138,7 @@ def test_rate_limits_client_errors_and_parse_errors_never_open_it(error: BaseExc
 
 
 def test_non_counting_errors_do_not_reset_the_count() -> None:
-    breaker = CircuitBreaker(3, 10.0, clock=FakeClock())
+    breaker = CircuitBreaker(3, 10.0, clock=FakeClock(), mode="consecutive")
     breaker.record_failure(LMServerError("s"))
     breaker.record_failure(LMServerError("s"))
     breaker.record_failure(LMBadRequest("b"))
@@ -154,7 +157,7 @@ def test_non_counting_trial_result_frees_the_trial_slot() -> None:
 
 
 def test_record_failure_without_error_counts() -> None:
-    breaker = CircuitBreaker(1, 10.0, clock=FakeClock())
+    breaker = CircuitBreaker(1, 10.0, clock=FakeClock(), mode="consecutive")
     assert counts_as_failure(None)
     breaker.record_failure()
     assert state(breaker) == "open"
@@ -173,7 +176,7 @@ def test_late_results_while_open_are_ignored() -> None:
 
 def test_a_trial_that_never_reports_releases_its_slot_after_trial_timeout() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(1, 1.0, clock=clock, trial_timeout=30.0)
+    breaker = CircuitBreaker(1, 1.0, clock=clock, trial_timeout=30.0, mode="consecutive")
     breaker.record_failure()
     clock.now += 1.0
     breaker.before_request()
@@ -187,7 +190,7 @@ def test_a_trial_that_never_reports_releases_its_slot_after_trial_timeout() -> N
 
 def test_zero_cooldown_goes_straight_to_half_open() -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker(1, 0.0, clock=clock)
+    breaker = CircuitBreaker(1, 0.0, clock=clock, mode="consecutive")
     breaker.record_failure()
     assert state(breaker) == "half_open"
     breaker.before_request()
@@ -204,8 +207,12 @@ def test_snapshot_is_json_serialisable_and_reports_state() -> None:
     snap = json.loads(json.dumps(breaker.snapshot()))
     assert snap == {
         "state": "open",
+        "mode": "consecutive",
         "consecutive_failures": 2,
         "threshold": 2,
+        "window_calls": 0,  # the rate window starts afresh when the breaker opens
+        "window_failures": 0,
+        "failure_rate": 0.5,
         "cooldown": 10.0,
         "retry_after": 7.0,
         "trial_in_flight": False,
@@ -221,3 +228,112 @@ def test_snapshot_is_json_serialisable_and_reports_state() -> None:
 def test_rejects_invalid_parameters(threshold: int, cooldown: float, trial_timeout: float) -> None:
     with pytest.raises(ValueError, match="must be"):
         CircuitBreaker(threshold, cooldown, trial_timeout=trial_timeout)
+
+
+# -- failure-rate mode (the default) -------------------------------------------
+
+
+def _run_random(breaker: CircuitBreaker, rng: random.Random, calls: int, p_fail: float) -> bool:
+    """Feed ``calls`` outcomes failing with probability ``p_fail``; whether it ever opened."""
+    for _ in range(calls):
+        if breaker.state != "closed":
+            return True
+        if rng.random() < p_fail:
+            breaker.record_failure(LMServerError("boom"))
+        else:
+            breaker.record_success()
+    return breaker.state != "closed"
+
+
+def test_thirty_percent_random_failures_never_open_the_default_breaker() -> None:
+    opened_runs = [
+        seed
+        for seed in range(20)
+        if _run_random(CircuitBreaker(5, 10.0, clock=FakeClock()), random.Random(seed), 2000, 0.3)
+    ]
+    assert opened_runs == []
+
+
+def test_the_same_flaky_stream_opens_a_consecutive_breaker() -> None:
+    # What the rate mode fixes: five failures in a row happen in a flaky stream.
+    opened_runs = [
+        seed
+        for seed in range(20)
+        if _run_random(
+            CircuitBreaker(5, 10.0, clock=FakeClock(), mode="consecutive"),
+            random.Random(seed),
+            2000,
+            0.3,
+        )
+    ]
+    assert len(opened_runs) >= 15
+
+
+def test_an_endpoint_failing_every_call_opens_the_default_breaker_within_the_window() -> None:
+    breaker = CircuitBreaker(5, 10.0, clock=FakeClock())
+    calls = 0
+    while breaker.state == "closed":
+        breaker.record_failure(LMTimeout("t"))
+        calls += 1
+        assert calls <= breaker.window
+    assert calls == breaker.min_calls
+    with pytest.raises(CircuitOpen, match="50 failures in the last 50 calls"):
+        breaker.before_request()
+
+
+def test_the_rate_counts_only_counted_failures_and_slides() -> None:
+    breaker = CircuitBreaker(5, 10.0, clock=FakeClock(), window=10, min_calls=4, failure_rate=0.5)
+    for _ in range(10):
+        breaker.record_success()
+    for _ in range(4):
+        breaker.record_failure(LMBadRequest("neutral"))  # not counted: no trip
+    assert breaker.state == "closed"
+    for _ in range(4):
+        breaker.record_failure(LMServerError("counted"))  # 4 of the last 10
+    assert breaker.state == "closed"
+    breaker.record_failure(LMServerError("counted"))  # 5 of the last 10: 50%
+    assert breaker.state == "open"
+
+
+def test_reset_closes_an_open_breaker_and_forgets_its_history() -> None:
+    clock = FakeClock()
+    breaker = opened(clock, threshold=2, cooldown=60.0)
+    breaker.reset()
+    assert breaker.state == "closed"
+    breaker.before_request()
+    assert breaker.snapshot()["consecutive_failures"] == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"window": 0},
+        {"min_calls": 0},
+        {"window": 5, "min_calls": 6},
+        {"failure_rate": 0.0},
+        {"failure_rate": 1.5},
+        {"mode": "sometimes"},
+    ],
+)
+def test_bad_rate_settings_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        CircuitBreaker(5, 10.0, **kwargs)
+
+
+def test_a_flaky_upstream_under_sixteen_callers_never_trips_the_default_breaker(
+    lm_server: Any, start_system: Any
+) -> None:
+    # The issue's scenario: ~27% of attempts fail at random (500, drop, garbage);
+    # retries absorb them, the breaker stays closed, every request succeeds.
+    lm_server.set_fault_rates({"500": 0.12, "drop": 0.08, "garbage": 0.07}, seed=6)
+    retry = dx.RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.01, deadline=30)
+    system = start_system(lm_server, retry=retry)
+    qa = dx.Predict("question -> answer")
+    questions = [{"question": f"What is {i} + {i}?"} for i in range(192)]
+
+    results = qa.batch(questions, max_concurrency=16)
+
+    assert all(isinstance(r, dx.Prediction) for r in results)
+    stats = system.stats()["lms"]["default"]
+    assert stats["circuit_open_refusals"] == 0
+    assert stats["errors"] > 20  # the faults did happen

@@ -293,7 +293,7 @@ def test_the_base_url_in_errors_never_shows_user_info_or_query() -> None:
 
 def test_circuit_open_names_the_lm_and_the_url(scripted: ScriptedServer) -> None:
     scripted.set_default(Reply(status=500, body={"error": {"message": "down"}}))
-    lm = _lm(scripted, breaker_threshold=1, breaker_cooldown=60.0)
+    lm = _lm(scripted, breaker_mode="consecutive", breaker_threshold=1, breaker_cooldown=60.0)
     retry = dx.RetryPolicy(max_attempts=1)
     with _system(scripted, lm=lm, retry=retry):
         qa = dx.Predict("question -> answer")

@@ -166,7 +166,7 @@ def test_open_circuit_fails_fast_without_io(
     start_system: SystemFactory, lm_server: dx.RuleBasedLMServer
 ) -> None:
     retry = dx.RetryPolicy(max_attempts=1, deadline=10)
-    lm_kw = {"breaker_threshold": 2, "breaker_cooldown": 60.0}
+    lm_kw = {"breaker_mode": "consecutive", "breaker_threshold": 2, "breaker_cooldown": 60.0}
     with start_system(retry=retry, lm_options=lm_kw, cache=False):
         qa = dx.Predict(QA)
         lm_server.inject("500", "500")
