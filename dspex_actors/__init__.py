@@ -41,6 +41,8 @@ from dspex_actors.primitives import (
     LMTimeout,
     LMTruncated,
     Prediction,
+    SystemDown,
+    UnknownMessage,
 )
 from dspex_actors.runtime import ActorSystem, NoSystemError, current_system, start
 from dspex_actors.signatures import (
@@ -53,6 +55,7 @@ from dspex_actors.signatures import (
 )
 
 if TYPE_CHECKING:  # loaded on first use (see __getattr__): optimizers and the test server
+    from dspex_actors import messages as messages
     from dspex_actors import testing as testing
     from dspex_actors.optimize import (
         BootstrapFewShot,
@@ -95,7 +98,7 @@ _LAZY = {
     "Fault": "dspex_actors.testing",
     "RuleBasedLMServer": "dspex_actors.testing",
 }
-_LAZY_MODULES = frozenset({"testing", "optimize"})
+_LAZY_MODULES = frozenset({"testing", "optimize", "messages"})
 
 __all__ = [
     "LM",
@@ -145,7 +148,9 @@ __all__ = [
     "RuleBasedLMServer",
     "Signature",
     "SignatureError",
+    "SystemDown",
     "Teleprompter",
+    "UnknownMessage",
     "cache_key",
     "current_system",
     "ensure_signature",

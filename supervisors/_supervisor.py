@@ -107,6 +107,11 @@ class _SupervisorBase(Actor):
         self._children_lock = threading.Lock()
         self._restart_times: collections.deque[float] = collections.deque()
         self.total_restarts = 0
+        self.gave_up: str | None = None
+        """Why this supervisor gave up (reached its restart intensity), or ``None``.
+
+        Set just before it shuts its children down and exits with ``"shutdown"``, so
+        whoever watches it can tell an escalation from an ordered stop."""
 
     # ----------------------------------------------------------------- labels
 
@@ -343,6 +348,10 @@ class _SupervisorBase(Actor):
         return sum(1 for t in list(self._restart_times) if now - t <= self.max_seconds)
 
     def _escalate(self, child: _Child, reason: Reason) -> None:
+        self.gave_up = (
+            f"child {child.key!r} needed more than {self.max_restarts} restarts in "
+            f"{self.max_seconds:g} s; its last exit: {describe_reason(reason)}"
+        )
         logger.error(
             "shutdown",
             supervisor=self.label(),

@@ -7,7 +7,7 @@ cache is a miss.
 """
 
 from dspex_actors.cache._actor import CacheActor
-from dspex_actors.cache._messages import CacheClear, CacheGet, CachePut
+from dspex_actors.cache._messages import CacheClear, CacheGet, CachePut, ClearCache
 from dspex_actors.cache._store import CacheConfig, CacheStore, cache_key
 from dspex_actors.cache._view import CacheView, view_of
 
@@ -19,6 +19,7 @@ __all__ = [
     "CachePut",
     "CacheStore",
     "CacheView",
+    "ClearCache",
     "cache_key",
     "view_of",
 ]

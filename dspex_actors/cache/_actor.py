@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from dspex_actors.cache._messages import CacheClear, CacheGet, CachePut
+import supervisors as sv
+from dspex_actors.cache._messages import CacheGet, CachePut, ClearCache
 from dspex_actors.cache._store import CacheConfig, CacheStore
 from dspex_actors.cache._view import CacheView
-from dspex_actors.primitives import GetStats, logger
+from dspex_actors.primitives import GetState, GetStats, UnknownMessage, logger
 from supervisors import Actor
 
 __all__ = ["CacheActor"]
+
+
+_ACCEPTS = (CacheGet, CachePut, ClearCache, GetStats, GetState)
 
 
 class CacheActor(Actor):
@@ -68,11 +72,17 @@ class CacheActor(Actor):
             return None
         if isinstance(message, GetStats):
             return store.stats()
-        if isinstance(message, CacheClear):
+        if isinstance(message, ClearCache):
             store.clear()
             return None
-        logger.warning("unexpected_message", actor="CacheActor", message=repr(message))
-        return None
+        if isinstance(message, GetState):
+            return {
+                "entries": len(store),
+                "max_entries": store.config.max_entries,
+                "path": None if store.config.path is None else str(store.config.path),
+                "storage": store.storage_state,
+            }
+        return sv.Reject(UnknownMessage("the cache", message, _ACCEPTS))
 
     def describe(self) -> str | None:
         view = self.view

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CacheClear", "CacheGet", "CachePut"]
+__all__ = ["CacheClear", "CacheGet", "CachePut", "ClearCache"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,5 +27,9 @@ class CachePut:
 
 
 @dataclass(frozen=True, slots=True)
-class CacheClear:
-    """Ask the cache to drop every entry (memory and file)."""
+class ClearCache:
+    """Ask the cache to drop every entry (memory and file); answers ``None``."""
+
+
+CacheClear = ClearCache
+"""The earlier name of :class:`ClearCache` (kept working)."""

@@ -13,7 +13,7 @@ from dspex_actors.lm._breaker import CircuitBreaker
 from dspex_actors.lm._client import LMClient, LMCounters
 from dspex_actors.lm._config import LM
 from dspex_actors.lm._http import Completion, RequestPlan, build_plan, execute_plan, make_session
-from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Wait
+from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Reset, Wait
 from dspex_actors.lm._ratelimit import TokenBucket
 from dspex_actors.lm._retry import RetryPolicy
 
@@ -31,6 +31,7 @@ __all__ = [
     "Planned",
     "Refused",
     "RequestPlan",
+    "Reset",
     "RetryPolicy",
     "TokenBucket",
     "Wait",

@@ -12,6 +12,7 @@ hand-off on the request path.
 from __future__ import annotations
 
 import collections
+import math
 import statistics
 import threading
 import time
@@ -49,6 +50,37 @@ class LMCounters:
         self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
         self.counts: collections.Counter[str] = collections.Counter()
         self.restarts = 0
+
+    def stats(self, model: str) -> dict[str, Any]:
+        """Counts, errors by type, tokens and latency percentiles (taken under the lock).
+
+        Available whatever the client's state: the history outlives restarts, and a
+        stopped or down system still reports it.
+        """
+        with self.lock:
+            lat = sorted(self.latencies)
+            counts = dict(self.counts)
+            restarts = self.restarts
+        return {
+            "model": model,
+            "requests": counts.get("requests", 0),
+            "ok": counts.get("ok", 0),
+            "errors": counts.get("errors", 0),
+            "errors_by_type": {
+                k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("error:")
+            },
+            "prompt_tokens": counts.get("prompt_tokens", 0),
+            "completion_tokens": counts.get("completion_tokens", 0),
+            "circuit_open_refusals": counts.get("circuit_open", 0),
+            "rate_limited_locally": counts.get("rate_limited_locally", 0),
+            "latency_ms": {
+                "p50": _percentile_ms(lat, 0.50),
+                "p95": _percentile_ms(lat, 0.95),
+                "mean": round(statistics.fmean(lat) * 1000, 3) if lat else None,
+            },
+            "restarts": restarts,
+            "client_restarts": restarts,  # the earlier name, kept
+        }
 
 
 class Admission:
@@ -176,6 +208,11 @@ class Admission:
                 error=type(outcome.error).__name__,
             )
 
+    def reset_breaker(self) -> None:
+        """Close the breaker now, its history forgotten (an operator's ``Reset``)."""
+        with self._lock:
+            self._breaker.reset()
+
     def breaker_state(self) -> str:
         """``"closed"``, ``"open"`` or ``"half_open"``."""
         with self._lock:
@@ -184,32 +221,22 @@ class Admission:
     def stats(self) -> dict[str, Any]:
         """A snapshot: request counts, errors by type, tokens, latency, breaker state."""
         with self._lock:
-            lat = sorted(self.counters.latencies)
-            counts = dict(self.counters.counts)
             breaker = self._breaker.snapshot()
-        return {
-            "model": self.lm.model,
-            "requests": counts.get("requests", 0),
-            "ok": counts.get("ok", 0),
-            "errors": counts.get("errors", 0),
-            "errors_by_type": {
-                k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("error:")
-            },
-            "prompt_tokens": counts.get("prompt_tokens", 0),
-            "completion_tokens": counts.get("completion_tokens", 0),
-            "circuit_open_refusals": counts.get("circuit_open", 0),
-            "rate_limited_locally": counts.get("rate_limited_locally", 0),
-            "latency_ms": {
-                "p50": round(statistics.median(lat) * 1000, 3) if lat else None,
-                "p95": round(lat[int(0.95 * (len(lat) - 1))] * 1000, 3) if lat else None,
-                "mean": round(statistics.fmean(lat) * 1000, 3) if lat else None,
-            },
-            "breaker": breaker,
-        }
+        out = self.counters.stats(self.lm.model)
+        out["breaker"] = breaker
+        return out
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<Admission {self.lm_name!r} {state}, breaker={self._breaker!r}>"
+
+
+def _percentile_ms(ordered: list[float], q: float) -> float | None:
+    """The nearest-rank ``q`` percentile of sorted seconds, in ms (p95 >= p50 always)."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(q * len(ordered)))
+    return round(ordered[rank - 1] * 1000, 3)
 
 
 class AdmissionTable:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import supervisors as sv
 from dspex_actors.lm._admission import Admission, AdmissionTable, LMCounters
 from dspex_actors.lm._config import LM
 from dspex_actors.lm._http import make_session
-from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Wait
-from dspex_actors.primitives import GetStats, logger
+from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Reset, Wait
+from dspex_actors.primitives import GetState, GetStats, UnknownMessage, logger
 from supervisors import Actor
 
 __all__ = ["LMClient", "LMCounters"]
@@ -81,6 +82,9 @@ class LMClient(Actor):
         admission.close()
         admission.session.close()
 
+    #: What :meth:`on_receive` handles (named by :class:`UnknownMessage` otherwise).
+    ACCEPTS = (PlanRequest, Outcome, GetStats, GetState, Reset)
+
     def on_receive(self, message: Any) -> Any:
         admission = self._admission
         assert admission is not None
@@ -91,10 +95,24 @@ class LMClient(Actor):
             return None
         if isinstance(message, GetStats):
             return self.stats()
-        logger.warning(
-            "unexpected_message", actor="LMClient", lm=self.lm_name, message=repr(message)
-        )
-        return None
+        if isinstance(message, GetState):
+            return self.state()
+        if isinstance(message, Reset):
+            admission.reset_breaker()
+            logger.info("lm.breaker_reset", lm=self.lm_name)
+            return None
+        return sv.Reject(UnknownMessage(f"LM client {self.lm_name!r}", message, self.ACCEPTS))
+
+    def state(self) -> dict[str, Any]:
+        """What this client is: LM name, model, endpoint, breaker state, restarts."""
+        admission = self._admission
+        return {
+            "lm": self.lm_name,
+            "model": self.lm.model,
+            "api_base": self.lm.display_base,
+            "breaker": admission.breaker_state() if admission is not None else "starting",
+            "restarts": self.restart_count,
+        }
 
     @staticmethod
     def _plan(admission: Admission, request: PlanRequest) -> Planned | Wait | Refused:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from dspex_actors.lm._http import RequestPlan
     from dspex_actors.primitives import LMError
 
-__all__ = ["Outcome", "PlanRequest", "Planned", "Refused", "Wait"]
+__all__ = ["Outcome", "PlanRequest", "Planned", "Refused", "Reset", "Wait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +55,8 @@ class Outcome:
     latency_s: float
     usage: dict[str, int] | None = None
     error: LMError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """Operator -> LM client (ask or tell): close its circuit breaker now, history forgotten."""

@@ -18,11 +18,13 @@ from dspex_actors.primitives._errors import (
     LMServerError,
     LMTimeout,
     LMTruncated,
+    SystemDown,
+    UnknownMessage,
     excerpt,
 )
 from dspex_actors.primitives._example import Completions, Example, Prediction
 from dspex_actors.primitives._log import logger
-from dspex_actors.primitives._messages import GetStats
+from dspex_actors.primitives._messages import GetState, GetStats
 
 __all__ = [
     "AdapterParseError",
@@ -30,6 +32,7 @@ __all__ = [
     "Completions",
     "DeadlineExceeded",
     "Example",
+    "GetState",
     "GetStats",
     "LMBadRequest",
     "LMConnectionError",
@@ -42,6 +45,8 @@ __all__ = [
     "LMTimeout",
     "LMTruncated",
     "Prediction",
+    "SystemDown",
+    "UnknownMessage",
     "excerpt",
     "logger",
 ]

@@ -41,6 +41,7 @@ threads as objects; pickling is only used by tools such as multiprocessing).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 __all__ = [
@@ -58,6 +59,8 @@ __all__ = [
     "LMServerError",
     "LMTimeout",
     "LMTruncated",
+    "SystemDown",
+    "UnknownMessage",
     "excerpt",
 ]
 
@@ -335,3 +338,35 @@ class DeadlineExceeded(LMError):
     """
 
     retryable = False
+
+
+class UnknownMessage(TypeError):
+    """A runtime actor was sent a message it does not handle.
+
+    Raised in the asker's thread (the actor answers with it and carries on; a told
+    unknown message is logged). ``actor`` names the actor, ``message`` is the message's
+    type name, ``accepted`` the message types it handles.
+    """
+
+    def __init__(self, actor: str, message: object, accepted: Sequence[type]) -> None:
+        self.actor = actor
+        self.message = type(message).__name__
+        self.accepted = tuple(t.__name__ for t in accepted)
+        super().__init__(
+            f"{actor} does not handle {self.message}; it accepts: {', '.join(self.accepted)} "
+            "(see dspex_actors.messages)"
+        )
+
+
+class SystemDown(RuntimeError):
+    """The actor system's root supervisor gave up (or the system is restarting).
+
+    ``system`` is its name and ``reason`` what the root said when it gave up (which
+    child crashed too often, and with what). Calls fail fast with this until
+    ``system.restart()`` (or ``dx.start(on_down="restart")``) brings the tree back.
+    """
+
+    def __init__(self, system: str, reason: str) -> None:
+        self.system = system
+        self.reason = reason
+        super().__init__(f"actor system {system!r} is down: {reason}")

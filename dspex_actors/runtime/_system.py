@@ -18,13 +18,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
+import pykka
 import structlog
 
 import supervisors as sv
-from dspex_actors.cache import CacheActor, CacheClear, CacheConfig
+from dspex_actors.cache import CacheActor, CacheConfig, ClearCache
 from dspex_actors.lm import LM, AdmissionTable, LMClient, LMCounters, RetryPolicy
-from dspex_actors.primitives import GetStats
+from dspex_actors.primitives import SystemDown
 from dspex_actors.runtime._fanout import Call, program_stream, run_many
+from dspex_actors.runtime._health import (
+    SystemState,
+    TreeFacts,
+    degraded_reasons,
+    down_tree,
+    health_report,
+    stats_report,
+)
+from dspex_actors.runtime._heart import Heart, Watch
 from dspex_actors.runtime._program import Runtime, run_in_program
 
 __all__ = ["ActorSystem", "Compiler", "NoSystemError", "current_system", "start"]
@@ -82,12 +92,50 @@ def configure_logging(level: int = logging.INFO) -> None:
     )
 
 
+class _NameTaken(sv.AlreadyStarted):
+    """``dx.start`` with the name of a system that is still running (with the fix in it)."""
+
+    def __init__(self, actor_name: str, holder: Any, system: str) -> None:
+        super().__init__(actor_name, holder)
+        self.args = (
+            f"an actor system named {system!r} is already running in this process: shut it "
+            f"down first, or give this one another name: dx.start(..., name='other')",
+        )
+
+
+class _LMRefs(sv.NamedRef):
+    """``system.lm``: the default LM client's named ref, callable for another LM by name.
+
+    ``system.lm.ask(...)`` / ``system.lm().ask(...)`` reach the default LM client;
+    ``system.lm("teacher")`` (or ``system.lm(name="teacher")``) another one. Like every
+    named ref, resolved on every send, so a restart is invisible.
+    """
+
+    def __init__(self, names: Mapping[str, str], default: str) -> None:
+        super().__init__(names[default])
+        self._names = dict(names)
+
+    def __call__(self, name: str = "default") -> sv.NamedRef:
+        if name == "default" and "default" not in self._names:
+            return sv.named(self.name)
+        if name not in self._names:
+            raise KeyError(f"no LM named {name!r}; configured: {sorted(self._names)}")
+        return sv.named(self._names[name])
+
+
+OnDown = Literal["stay", "restart"]
+
+
 class ActorSystem:
-    """A running dspex system: LM clients, a cache and program supervisors in one tree.
+    """A running dspex system: LM clients, a cache, services and programs in one tree.
 
     Create it with :func:`start`. It is a context manager; :meth:`shutdown` stops
     the whole tree in order (programs first, LM clients last) and leaves no
-    thread running.
+    thread running. :attr:`state` is ``"running"``, ``"degraded"`` (a part is
+    restarting, a breaker is open, the cache's file failed), ``"down"`` (the root
+    supervisor gave up: calls raise :class:`~dspex_actors.SystemDown` until
+    :meth:`restart`, or until it comes back by itself with ``on_down="restart"``) or
+    ``"stopped"``.
 
     Threading: every method may be called from any thread.
     """
@@ -100,22 +148,29 @@ class ActorSystem:
         cache: CacheConfig | None,
         retry: RetryPolicy,
         max_programs: int | None = None,
+        on_down: OnDown = "stay",
+        down_backoff: sv.Backoff | None = None,
     ) -> None:
         if not lms:
             raise ValueError("an ActorSystem needs at least one LM")
         for lm_name, lm in lms.items():
             if not isinstance(lm, LM):
                 raise TypeError(f"lms[{lm_name!r}] must be a dx.LM, got {lm!r}")
+        if on_down not in ("stay", "restart"):
+            raise ValueError(f"on_down must be 'stay' or 'restart', got {on_down!r}")
         self.name = name
         self.lms = dict(lms)
         self.retry = retry
         self.cache_config = cache
+        self._max_programs = max_programs
         self._lm_names = {lm_name: f"{name}.lm.{lm_name}" for lm_name in self.lms}
         self._cache_name = f"{name}.cache" if cache is not None else None
         self._programs_name = f"{name}.programs"
         self._teleprompters_name = f"{name}.teleprompters"
+        self._services_name = f"{name}.services"
+        self._counters = {lm_name: LMCounters() for lm_name in self.lms}  # outlive restarts
         default = "default" if "default" in self.lms else next(iter(self.lms))
-        admissions = AdmissionTable()  # each LM client publishes its admission here
+        self._admissions = AdmissionTable()  # each LM client publishes its admission here
         self.runtime = Runtime(
             system_name=name,
             lms=self.lms,
@@ -123,43 +178,99 @@ class ActorSystem:
             cache_name=self._cache_name,
             retry=retry,
             default_lm=default,
-            admissions=admissions,
+            admissions=self._admissions,
         )
+        self._lm_refs = _LMRefs(self._lm_names, default)
+        self._services: list[sv.ChildSpec] = []  # started again after a system restart
+        self._tree_lock = threading.RLock()
+        self._closed = False
+        self._down: str | None = None
+        self._system_restarts = 0
+        self.root = self._start_tree()
+        backoff = down_backoff if down_backoff is not None else sv.Backoff(min_s=1.0, max_s=60.0)
+        with sv.spawn_options(name=f"{name}.heart"):
+            self._heart = Heart.start(
+                name, self._mark_down, self._restart_tree if on_down == "restart" else None, backoff
+            )
+        self._heart.tell(self._watch())
+
+    # ------------------------------------------------------------------ tree
+
+    def _child_specs(self) -> list[sv.ChildSpec]:
         children = [
             sv.ChildSpec(
                 id=f"lm:{lm_name}",
                 start=LMClient.start,
-                args=(lm_name, lm, LMCounters(), admissions),
+                args=(lm_name, lm, self._counters[lm_name], self._admissions),
                 name=self._lm_names[lm_name],
             )
             for lm_name, lm in self.lms.items()
         ]
-        if cache is not None:
+        if self.cache_config is not None:
             children.append(
                 sv.ChildSpec(
-                    id="cache", start=CacheActor.start, args=(cache,), name=self._cache_name
+                    id="cache",
+                    start=CacheActor.start,
+                    args=(self.cache_config,),
+                    name=self._cache_name,
                 )
             )
-        children.append(
-            sv.ChildSpec(
-                id="teleprompters",
-                start=sv.DynamicSupervisor.start,
-                kwargs={"name": self._teleprompters_name, "max_restarts": 10, "max_seconds": 60},
-                type="supervisor",
+        for id_, name, kwargs in (
+            ("services", self._services_name, {"max_restarts": 10, "max_seconds": 60}),
+            ("teleprompters", self._teleprompters_name, {"max_restarts": 10, "max_seconds": 60}),
+            ("programs", self._programs_name, {"max_children": self._max_programs}),
+        ):
+            children.append(
+                sv.ChildSpec(
+                    id=id_,
+                    start=sv.DynamicSupervisor.start,
+                    kwargs={"name": name, **kwargs},
+                    type="supervisor",
+                )
             )
+        return children
+
+    def _start_tree(self) -> pykka.ActorRef[Any]:
+        root = sv.Supervisor.start(
+            self._child_specs(),
+            strategy="one_for_one",
+            max_restarts=10,
+            max_seconds=5.0,
+            name=self.name,
         )
-        children.append(
-            sv.ChildSpec(
-                id="programs",
-                start=sv.DynamicSupervisor.start,
-                kwargs={"name": self._programs_name, "max_children": max_programs},
-                type="supervisor",
-            )
-        )
-        self.root = sv.Supervisor.start(
-            children, strategy="one_for_one", max_restarts=10, max_seconds=5.0, name=name
-        )
-        self._closed = False
+        for spec in self._services:
+            sv.start_child(self._services_name, spec)
+        return root
+
+    def _watch(self) -> Watch:
+        actor = sv.actor_of(self.root)
+        return Watch(self.root, lambda: getattr(actor, "gave_up", None))
+
+    def _mark_down(self, reason: str) -> None:
+        self._down = reason
+
+    def _restart_tree(self) -> Watch:
+        """Start the tree again (same names and configuration); from the heart or a caller."""
+        with self._tree_lock:
+            if self._closed:
+                raise RuntimeError(f"actor system {self.name!r} is shut down")
+            if not self.root.is_alive():
+                self.root = self._start_tree()
+                self._system_restarts += 1
+                self._down = None
+            return self._watch()
+
+    def restart(self) -> None:
+        """Bring a down system back: the same tree, names and configuration, services too.
+
+        A no-op while the tree runs. Counters and history are kept.
+
+        Raises:
+            RuntimeError: the system was shut down.
+            sv.StartError: a part failed to start again (the system stays down).
+        """
+        watch = self._restart_tree()
+        self._heart.tell(watch)
 
     # ----------------------------------------------------------------- access
 
@@ -174,11 +285,10 @@ class ActorSystem:
             return timeout
         return self.retry.deadline or DEFAULT_REQUEST_TIMEOUT
 
-    def lm(self, name: str = "default") -> sv.NamedRef:
-        """The named ref of the LM client called ``name`` (resolved on every send)."""
-        if name not in self._lm_names:
-            raise KeyError(f"no LM named {name!r}; configured: {sorted(self._lm_names)}")
-        return sv.named(self._lm_names[name])
+    @property
+    def lm(self) -> _LMRefs:
+        """The LM clients: ``system.lm`` (the default, a named ref), ``system.lm("name")``."""
+        return self._lm_refs
 
     @property
     def cache(self) -> sv.NamedRef | None:
@@ -195,6 +305,63 @@ class ActorSystem:
         """The dynamic supervisor of compile jobs."""
         return sv.named(self._teleprompters_name)
 
+    @property
+    def services(self) -> sv.NamedRef:
+        """The dynamic supervisor of your own actors (see :meth:`start_service`)."""
+        return sv.named(self._services_name)
+
+    def start_service(
+        self,
+        spec_or_actor_class: sv.ChildSpec | type[sv.Actor],
+        *args: Any,
+        name: str | None = None,
+        restart: Literal["permanent", "transient", "temporary"] = "permanent",
+        **kwargs: Any,
+    ) -> pykka.ActorRef[Any]:
+        """Put your own actor (a retriever, a tool server, a session store) in the tree.
+
+        It runs under the ``services`` supervisor, restarted per ``restart``
+        (default ``"permanent"``), registered under ``name`` so that
+        ``sv.named(name)`` finds it across restarts, shown by :meth:`tree`, and
+        stopped by :meth:`shutdown` after the programs (which may use it) and before
+        the LM clients. ``args``/``kwargs`` go to the actor's ``__init__``. Give a
+        ``sv.ChildSpec`` instead of a class for full control (``name``/``restart``
+        then come from the spec). After :meth:`restart` of a down system, services
+        are started again.
+
+        Raises:
+            TypeError / ValueError: neither an actor class nor a ChildSpec; bad options.
+            sv.StartError: its ``on_start`` failed (nothing is kept).
+            sv.AlreadyStarted: ``name`` is taken.
+            SystemDown / RuntimeError: the system is down / shut down.
+        """
+        self._check_open()
+        if isinstance(spec_or_actor_class, sv.ChildSpec):
+            spec = spec_or_actor_class
+        elif isinstance(spec_or_actor_class, type) and issubclass(spec_or_actor_class, sv.Actor):
+            service_id = name or spec_or_actor_class.__name__
+            spec = sv.ChildSpec(
+                id=service_id,
+                start=spec_or_actor_class.start,
+                args=args,
+                kwargs=kwargs,
+                restart=restart,
+                name=name,
+            )
+        else:
+            raise TypeError(
+                f"start_service takes an sv.Actor subclass or an sv.ChildSpec, "
+                f"got {spec_or_actor_class!r}"
+            )
+        ref = sv.start_child(self._services_name, spec)
+        with self._tree_lock:
+            self._services.append(spec)
+        return ref
+
+    def service(self, name: str) -> sv.NamedRef:
+        """The named ref of the service registered as ``name``."""
+        return sv.named(name)
+
     # ---------------------------------------------------------------- running
 
     def run(self, module: Any, inputs: Mapping[str, Any], *, timeout: float | None = None) -> Any:
@@ -204,14 +371,20 @@ class ActorSystem:
 
         Raises:
             dx.LMError: the request failed (typed, with ``attempts``).
+            SystemDown: the root supervisor gave up (at once, before any I/O).
             RuntimeError: the system is shut down.
         """
-        if self._closed:
-            raise RuntimeError(f"actor system {self.name!r} is shut down")
-        limit = timeout if timeout is not None else (self.retry.deadline or DEFAULT_REQUEST_TIMEOUT)
-        return run_in_program(
-            self.runtime, self._programs_name, module, dict(inputs), timeout=limit
-        )
+        self._check_open()
+        try:
+            return run_in_program(
+                self.runtime,
+                self._programs_name,
+                module,
+                dict(inputs),
+                timeout=self.request_timeout(timeout),
+            )
+        except (sv.NoProc, pykka.ActorDeadError) as exc:
+            raise self._down_error() or exc from exc
 
     def compile(self, teleprompter: Compiler[P, J], /, *args: P.args, **kwargs: P.kwargs) -> J:
         """Start a compile job under ``teleprompters`` and return its handle at once.
@@ -246,7 +419,7 @@ class ActorSystem:
         items finish.
         """
         self._check_open()
-        return run_many(
+        results = run_many(
             self.runtime,
             self._programs_name,
             module,
@@ -255,6 +428,12 @@ class ActorSystem:
             timeout=self.request_timeout(timeout),
             on_result=on_result,
         )
+        down = self._down_error()
+        if down is not None:  # the tree died under the batch: say so, not NoProc
+            results = [
+                down if isinstance(r, sv.NoProc | pykka.ActorDeadError) else r for r in results
+            ]
+        return results
 
     def fan_out(
         self,
@@ -293,38 +472,84 @@ class ActorSystem:
         )
 
     def _check_open(self) -> None:
+        """Fail fast, before any I/O: shut down (RuntimeError) or down (SystemDown)."""
         if self._closed:
             raise RuntimeError(f"actor system {self.name!r} is shut down")
+        down = self._down_error()
+        if down is not None:
+            raise down
+
+    def _down_error(self) -> SystemDown | None:
+        """A :class:`SystemDown` if the root is not running (and no shutdown was asked)."""
+        reason = self._down
+        if reason is None and not self._closed and not self.root.is_alive():
+            reason = getattr(sv.actor_of(self.root), "gave_up", None) or "the root supervisor ended"
+        return SystemDown(self.name, reason) if reason is not None else None
 
     # ----------------------------------------------------------- introspection
 
+    @property
+    def state(self) -> SystemState:
+        """``"running"``, ``"degraded"``, ``"down"`` or ``"stopped"`` (see the class doc)."""
+        if self._closed:
+            return "stopped"
+        if self._down_error() is not None:
+            return "down"
+        return "degraded" if degraded_reasons(self._facts("running")) else "running"
+
+    def _facts(self, state: SystemState | None = None) -> TreeFacts:
+        down = self._down_error()
+        return TreeFacts(
+            name=self.name,
+            state=state if state is not None else self.state,
+            down_reason=down.reason if down is not None else None,
+            root=self.root,
+            lm_names=self._lm_names,
+            counters=self._counters,
+            models={name: lm.model for name, lm in self.lms.items()},
+            admissions=self._admissions,
+            cache_name=self._cache_name,
+            programs_name=self._programs_name,
+            services_name=self._services_name,
+            system_restarts=self._system_restarts,
+        )
+
     def tree(self) -> sv.TreeNode:
-        """A snapshot of the supervision tree (prints as a drawing)."""
-        return sv.tree(self.root)
+        """A snapshot of the supervision tree (prints as a drawing); never raises.
+
+        A down or stopped system draws as one node that says so (and why it went down).
+        """
+        state = self.state
+        if state in ("running", "degraded"):
+            try:
+                return sv.tree(self.root)
+            except sv.NoProc:
+                state = self.state
+        return down_tree(self.name, state, self._facts(state).down_reason)
+
+    def health(self) -> dict[str, Any]:
+        """Overall status (healthy / degraded / down), each part, breakers, load; never raises.
+
+        Keys: ``status``, ``state``, ``reason`` (why down), ``degraded`` (why degraded),
+        ``lms`` (alive, restarts, breaker), ``cache`` (alive, restarts, storage),
+        ``services``, ``programs_in_flight``, ``system_restarts``, ``threads``,
+        ``rss_bytes``, ``time`` (ISO 8601, UTC) and ``timestamp``. Reads snapshots only.
+        """
+        return health_report(self._facts())
 
     def stats(self) -> dict[str, Any]:
-        """Per-LM requests/tokens/errors/latency, cache hits/misses, live programs."""
-        out: dict[str, Any] = {"lms": {}, "cache": None}
-        for lm_name in self._lm_names:
-            try:
-                out["lms"][lm_name] = self.lm(lm_name).ask(GetStats(), timeout=5.0)
-            except (sv.NoProc, sv.ActorDeadError, sv.Timeout):
-                out["lms"][lm_name] = {"state": "restarting"}
-        if self.cache is not None:
-            try:
-                out["cache"] = self.cache.ask(GetStats(), timeout=5.0)
-            except (sv.NoProc, sv.ActorDeadError, sv.Timeout):
-                out["cache"] = {"state": "restarting"}
-        try:
-            out["programs"] = sv.count_children(self._programs_name).active
-        except sv.NoProc:
-            out["programs"] = None
-        return out
+        """Per-LM requests/tokens/errors/latency, cache hits/misses, live programs.
+
+        Counters are kept across restarts, so a down or stopped system still reports
+        them (each part's ``state`` says it is not running). Never raises.
+        """
+        return stats_report(self._facts())
 
     def clear_cache(self) -> None:
         """Drop every cache entry (memory and file)."""
+        self._check_open()
         if self.cache is not None:
-            self.cache.ask(CacheClear(), timeout=10.0)
+            self.cache.ask(ClearCache(), timeout=10.0)
 
     # --------------------------------------------------------------- shutdown
 
@@ -336,15 +561,22 @@ class ActorSystem:
         """
         if self._closed:
             return
-        self._closed = True
+        self._heart.tell(Heart.stop_message())  # an ordered stop, not a crash
+        with self._tree_lock:
+            self._closed = True
         with _systems_lock:
             if self in _systems:
                 _systems.remove(self)
         if self.root.is_alive():
             sv.stop(self.root, timeout=timeout)
+        sv.stop(self._heart, timeout=10.0)
         sv.shutdown_idle_threads()
 
     def __enter__(self) -> ActorSystem:
+        if self._closed:
+            raise RuntimeError(
+                f"actor system {self.name!r} is shut down; start a new one with dx.start()"
+            )
         return self
 
     def __exit__(
@@ -356,8 +588,12 @@ class ActorSystem:
         self.shutdown()
 
     def __repr__(self) -> str:
-        state = "shut down" if self._closed else "running"
-        return f"<ActorSystem {self.name!r} {state}, lms={sorted(self.lms)}>"
+        state = self.state
+        why = ""
+        if state == "down":
+            down = self._down_error()
+            why = f" ({down.reason})" if down is not None else ""
+        return f"<ActorSystem {self.name!r} {state}{why}, lms={sorted(self.lms)}>"
 
 
 def start(
@@ -369,6 +605,8 @@ def start(
     name: str = "dspex",
     max_programs: int | None = None,
     configure_logs: bool = True,
+    on_down: OnDown = "stay",
+    down_backoff: sv.Backoff | None = None,
 ) -> ActorSystem:
     """Start an :class:`ActorSystem` and make it the current one.
 
@@ -376,23 +614,36 @@ def start(
     "teacher": ...}``. ``cache`` defaults to ``CacheConfig()`` (in memory,
     10,000 entries); ``cache=False`` runs without a cache actor. ``retry``
     defaults to ``RetryPolicy()``. With ``configure_logs`` (default) structlog
-    gets a readable stderr setup unless the application configured it already.
+    gets a readable stderr setup unless the application configured it already
+    (lifecycle at INFO, per-request events at DEBUG, always on stderr).
+
+    ``on_down`` says what happens when the root supervisor gives up (a part crashed
+    more than 10 times in 5 s): ``"stay"`` (default) keeps the system down, calls
+    raising :class:`~dspex_actors.SystemDown` until :meth:`ActorSystem.restart`;
+    ``"restart"`` brings it back by itself after ``down_backoff`` (default
+    ``sv.Backoff(min_s=1.0, max_s=60.0)``: 1 s, 2 s, 4 s... while it keeps failing),
+    as Erlang's ``heart``; ``health()["system_restarts"]`` counts how often.
 
     Raises:
-        ValueError: neither or both of ``lm`` and ``lms``.
-        AlreadyStarted: a system with this ``name`` is running.
+        ValueError: neither or both of ``lm`` and ``lms``; a bad ``on_down``.
+        AlreadyStarted: a system with this ``name`` is running (pass ``name=``).
     """
     if (lm is None) == (lms is None):
         raise ValueError("give exactly one of lm=dx.LM(...) or lms={'default': dx.LM(...), ...}")
     if configure_logs:
         configure_logging()
-    system = ActorSystem(
-        name=name,
-        lms={"default": lm} if lm is not None else dict(lms or {}),
-        cache=None if cache is False else (cache if cache is not None else CacheConfig()),
-        retry=retry if retry is not None else RetryPolicy(),
-        max_programs=max_programs,
-    )
+    try:
+        system = ActorSystem(
+            name=name,
+            lms={"default": lm} if lm is not None else dict(lms or {}),
+            cache=None if cache is False else (cache if cache is not None else CacheConfig()),
+            retry=retry if retry is not None else RetryPolicy(),
+            max_programs=max_programs,
+            on_down=on_down,
+            down_backoff=down_backoff,
+        )
+    except sv.AlreadyStarted as exc:
+        raise _NameTaken(exc.name, exc.holder, name) from None
     with _systems_lock:
         _systems.append(system)
     return system

@@ -212,7 +212,7 @@ def test_requests_are_admitted_and_counted_without_messaging_the_lm_client(
         qa.batch([{"question": f"What is {n} + 1?"} for n in range(20)], max_concurrency=8)
         assert client_messages == []
         stats = system.stats()["lms"]["default"]
-    assert client_messages == ["GetStats"]
+    assert client_messages == []  # not even for the stats: they are read, not asked
     assert stats["requests"] == stats["ok"] == 20
     assert lm_server.request_count == 20
 
@@ -226,7 +226,7 @@ def test_the_rate_limit_holds_without_an_ask(
         qa.batch([{"question": f"What is {n} + 2?"} for n in range(4)], max_concurrency=4)
         elapsed = time.monotonic() - started
         stats = system.stats()["lms"]["default"]
-    assert client_messages == ["GetStats"]
+    assert client_messages == []
     assert stats["ok"] == 4
     # The 4th token exists 1 s after the bucket was full: a lower bound, safe under load.
     assert elapsed >= 0.95

@@ -102,7 +102,8 @@ def test_cache_file_survives_a_cache_actor_crash(
     with start_system(cache=config) as system:
         qa = dx.Predict(QA)
         qa(question="What is the capital of Japan?")
-        system.stats()  # the put is a tell: let the cache handle it before the crash
+        # The file write is a tell: let the cache handle it before the crash.
+        system.cache.ask(dx.messages.GetStats(), timeout=5)
         old = system.cache.resolve()
         sv.kill(old)
         sv.wait_for_name(system.cache.name, timeout=5)
