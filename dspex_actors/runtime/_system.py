@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -23,7 +22,7 @@ import structlog
 import supervisors as sv
 from dspex_actors.cache import CacheActor, CacheClear, CacheConfig
 from dspex_actors.lm import LM, LMClient, LMCounters, RetryPolicy
-from dspex_actors.primitives import GetStats
+from dspex_actors.primitives import GetStats, LogStream
 from dspex_actors.runtime._fanout import Call, program_stream, run_many
 from dspex_actors.runtime._program import Runtime, run_in_program
 
@@ -71,7 +70,7 @@ def configure_logging(level: int = logging.INFO) -> None:
             structlog.dev.ConsoleRenderer(colors=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=LogStream.stderr()),  # above progress bars
         cache_logger_on_first_use=False,
     )
 
