@@ -13,6 +13,7 @@ waiting in ``Job.result``); log lines may come from any thread.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import IO, Any
@@ -24,6 +25,19 @@ __all__ = ["Progress", "notice"]
 _LINE_FORMAT = (
     "{desc}: {n_fmt}/{total_fmt} ({percentage:.0f}%) [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 )
+
+
+_FALLBACK_SIZE = (100, 24)
+"""Columns and rows of a terminal that reports no size (a pty of size 0, a fake TTY)."""
+
+
+def _terminal_size(stream: IO[str]) -> tuple[int, int]:
+    """Columns and rows of the terminal behind ``stream``; 0 where it does not say."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return 0, 0
+    return size.columns, size.lines
 
 
 def _is_tty(stream: IO[str]) -> bool:
@@ -72,13 +86,17 @@ class Progress:
         if self.tty:
             from tqdm.std import tqdm
 
+            columns, rows = _terminal_size(self.stream)
+            sized = columns > 0 and rows > 0
             self._bar = tqdm(
                 total=total,
                 initial=initial,
                 desc=label,
                 file=self.stream,
                 unit=unit,
-                dynamic_ncols=True,
+                dynamic_ncols=sized,  # follows the window as it is resized
+                ncols=None if sized else _FALLBACK_SIZE[0],
+                nrows=None if sized else _FALLBACK_SIZE[1],  # (0 rows would hide the bar)
                 mininterval=0.1,
                 leave=True,
             )
