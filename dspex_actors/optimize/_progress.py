@@ -134,12 +134,6 @@ class Progress:
         except (OSError, ValueError):
             pass
 
-    def set_label(self, label: str) -> None:
-        """Change the text before the count (a compile job's phase)."""
-        self.label = label
-        if self._bar is not None and not self._closed:
-            self._bar.set_description_str(label, refresh=False)
-
     def line(self) -> str:
         """The current state as one line (tqdm's meter, without the bar)."""
         from tqdm.std import tqdm
@@ -172,5 +166,20 @@ class Progress:
                 self._bar.close()
             except (OSError, ValueError):
                 pass
+            _stop_monitor()
         elif leave and self.done != self._printed:
             self._print_line()
+
+
+def _stop_monitor() -> None:
+    """Stop tqdm's monitor thread once no bar is left (tqdm starts it with the first bar
+    and keeps it until exit): a finished evaluation leaves no thread behind."""
+    from tqdm.std import tqdm
+
+    bars: Any = tqdm  # (the stubs leave these untyped)
+    with bars.get_lock():
+        monitor: Any = bars.monitor if not getattr(bars, "_instances", None) else None
+        if monitor is not None:
+            bars.monitor = None
+    if monitor is not None:
+        monitor.exit()  # wakes it and joins it (it takes the lock: not held here)

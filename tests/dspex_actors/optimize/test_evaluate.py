@@ -367,6 +367,7 @@ def test_progress_on_a_tty_is_a_tqdm_bar_redrawn_in_place(system: dx.ActorSystem
     final = text.rstrip().split("\r")[-1]
     assert final.startswith("Evaluate: 100%|") and "| 20/20 [" in final
     assert final.endswith("ex/s, score 100.0%, errors 0]")
+    assert [t for t in threading.enumerate() if t.name == "tqdm_monitor"] == []  # none left
 
 
 def test_display_progress_false_draws_nothing(
