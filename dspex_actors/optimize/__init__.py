@@ -2,10 +2,10 @@
 
 Evaluation fans out through program actors and keeps finished work; a compile job
 is an actor that checkpoints each unit of work and resumes after a crash. Modules
-(import downward only): ``_jsonable``, ``_examples``, ``_scoring`` (helpers) <
-``_plan`` (what a job runs) < ``_checkpoint`` < ``_compile`` (the job) <
-``_teleprompter`` (the base class) < ``_labeled``, ``_bootstrap``,
-``_random_search``; and ``_evaluate`` (with ``_results_file``, ``_progress``).
+(import downward only): ``_jsonable``, ``_examples``, ``_scoring``, ``_progress``,
+``_entries`` (helpers) < ``_plan`` (what a job runs) < ``_checkpoint`` <
+``_compile`` (the job) < ``_teleprompter`` (the base class) < ``_labeled``,
+``_bootstrap``, ``_random_search``; and ``_evaluate`` (with ``_results_file``).
 """
 
 from dspex_actors.optimize._bootstrap import BootstrapFewShot

@@ -30,6 +30,7 @@ from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 from dspex_actors.modules import Module, Predict, recording_trace
+from dspex_actors.optimize._entries import KINDS_BOOTSTRAP, check_entry
 from dspex_actors.optimize._jsonable import describe_error, json_safe
 from dspex_actors.optimize._labeled import labeled
 from dspex_actors.optimize._plan import (
@@ -42,7 +43,7 @@ from dspex_actors.optimize._plan import (
     Unit,
     WorkItem,
 )
-from dspex_actors.optimize._scoring import Metric
+from dspex_actors.optimize._scoring import Metric, module_label
 from dspex_actors.optimize._teleprompter import (
     DEFAULT_MAX_ERRORS,
     Teleprompter,
@@ -140,6 +141,9 @@ class BootstrapFewShot(Teleprompter):
         super().validate(student=student, trainset=trainset, teacher=teacher, valset=valset)
         check_bootstrap_inputs(student, trainset)
 
+    def check_entry(self, key: str, value: Any) -> None:
+        check_entry(key, value, KINDS_BOOTSTRAP)
+
     def plan(self, ctx: PlanContext) -> CompilePlan:
         return _BootstrapPlan(self, ctx)
 
@@ -154,6 +158,11 @@ class TracedRun(Module):
 
     def __init__(self, program: Module) -> None:
         self.program = program
+
+    @property
+    def __wrapped__(self) -> Module:
+        """The user's program: the runtime names the request after it (logs, the tree)."""
+        return self.program
 
     def forward(self, **kwargs: Any) -> TracedResult:
         names = {id(p): n for n, p in self.program.named_predictors()}
@@ -217,6 +226,7 @@ class Teacher:
             teacher = labeled(teacher.reset_copy(), self.trainset, max_labeled_demos, 0)
         self.program = teacher
         self.predictors: dict[str, Predict] = dict(teacher.named_predictors())
+        self.label = module_label(ctx.student)
         self.metric = metric
         self.metric_threshold = metric_threshold
         self.max_rounds = max_rounds
@@ -254,9 +264,9 @@ class Teacher:
         example = self.trainset[index]
         steps = outcome["trace"]
         if self.metric is not None:
-            prediction = Prediction(**outcome["prediction"])
+            prediction = Prediction(outcome["prediction"])
             trace = [
-                (self.predictors.get(name) if name is not None else None, inputs, Prediction(**out))
+                (self.predictors.get(name) if name is not None else None, inputs, Prediction(out))
                 for name, inputs, out in steps
             ]
             self.ctx.current_unit = key  # read by the job if the metric crashes it
@@ -271,7 +281,8 @@ class Teacher:
                     raise  # the job crashes, is restarted, and decides this unit again
                 self.ctx.current_unit = None
                 self.ctx.live_errors[key] = exc
-                return {"ok": False, "error": describe_error(exc)}
+                self.ctx.on_metric_error(key, exc)
+                return {"ok": False, "error": describe_error(exc), "metric_error": True}
             self.ctx.current_unit = None
             if not success:
                 return {"ok": False, "error": None}
@@ -287,12 +298,17 @@ class Teacher:
                 demos[name] = [rng.choice(found[:-1]) if rng.random() < 0.5 else found[-1]]
         return {"ok": True, "error": None, "demos": demos}
 
-    def error(self, key: str) -> BaseException:
+    def error(self, key: str, why: str = "too many errors") -> BaseException:
+        """The exception behind the error recorded at ``key`` (else a ``CompileError``)."""
         verdict = self.entries[key]
         live = self.ctx.live_errors.get(key)
         if live is not None:
             return live
-        return CompileError(f"bootstrap failed: too many errors; last: {error_of(verdict)}")
+        return CompileError(f"bootstrap failed: {why}; last: {error_of(verdict)}")
+
+    def predictor_names(self, names: Sequence[str]) -> list[str]:
+        """Predictor names for a log line: a lone predictor (DSPy's ``self``) by its program."""
+        return sorted(self.label if name == "self" else name for name in names)
 
 
 class Walk:
@@ -307,6 +323,8 @@ class Walk:
         self.traces: dict[str, list[dict[str, Any]]] = {}
         self.errors = 0
         self.decided = 0  # verdicts applied (attempts), for the lookahead's success rate
+        self.scored = 0  # verdicts the metric gave (it ran on the teacher's prediction)
+        self.metric_errors: list[str] = []  # verdict keys where the metric raised
         self.done = target <= 0 or not order
 
     def advance(self, teacher: Teacher) -> Unit | None:
@@ -315,6 +333,7 @@ class Walk:
         while not self.done:
             if len(self.bootstrapped) >= self.target or self.pos >= len(self.order):
                 self.done = True
+                self._check_metric(teacher)
                 return None
             index = self.order[self.pos]
             key = f"v/{index}/{self.round}"
@@ -334,7 +353,7 @@ class Walk:
                         {
                             "example": index,
                             "round": self.round,
-                            "predictors": sorted(verdict["demos"]),
+                            "predictors": teacher.predictor_names(verdict["demos"]),
                         },
                     )
                 )
@@ -342,8 +361,18 @@ class Walk:
             return unit
         return None
 
+    def _check_metric(self, teacher: Teacher) -> None:
+        """A walk whose metric raised on every example it scored fails with that error."""
+        if self.scored and len(self.metric_errors) == self.scored:
+            why = f"the metric raised on all {self.scored} examples it scored"
+            raise CompileFailure(teacher.error(self.metric_errors[-1], why))
+
     def _apply(self, teacher: Teacher, index: int, key: str, verdict: Mapping[str, Any]) -> None:
         self.decided += 1
+        if verdict.get("metric_error"):
+            self.metric_errors.append(key)
+        if verdict["ok"] or verdict.get("error") is None or verdict.get("metric_error"):
+            self.scored += int(teacher.metric is not None)
         if verdict.get("error") is not None:
             self.errors += 1
             if self.errors >= teacher.max_errors:
@@ -403,7 +432,7 @@ class Walk:
         random.Random(0).shuffle(validation)
         rng = random.Random(0)
         for name, predictor in program.named_predictors():
-            augmented = [Example(**d) for d in self.traces.get(name, [])[:max_bootstrapped]]
+            augmented = [Example(d) for d in self.traces.get(name, [])[:max_bootstrapped]]
             size = max(0, min(max_labeled - len(augmented), len(validation)))
             predictor.demos = augmented + rng.sample(validation, size)
         setattr(program, "_compiled", True)  # noqa: B010 - DSPy's marker, not a field

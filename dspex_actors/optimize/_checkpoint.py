@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "Checkpoint",
     "CheckpointError",
+    "EntryCheck",
     "FileCheckpoint",
     "claim",
     "fingerprint",
@@ -37,7 +38,8 @@ CHECKPOINT_VERSION = 1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file exists but cannot be used (not JSON, another version or job)."""
+    """A checkpoint file exists but cannot be used (not JSON, another version or job, or
+    an entry of the wrong shape: the message names the entry and the field)."""
 
 
 class Checkpoint:
@@ -73,33 +75,46 @@ class Checkpoint:
             return len(self._entries)
 
 
+EntryCheck = Callable[[str, Any], None]
+"""``check(key, value)``: raise ``ValueError`` if a file's entry is not of the shape
+the teleprompter writes (``Teleprompter.check_entry``)."""
+
+
 class FileCheckpoint(Checkpoint):
     """A checkpoint in one JSON file, rewritten atomically (temporary file + rename).
 
-    Raises :class:`CheckpointError` when the file exists but is not this job's.
+    Raises :class:`CheckpointError` when the file exists but is not this job's,
+    or when ``check`` refuses one of its entries (so that a damaged file stops
+    the compile before it starts, instead of crashing its job again and again).
     """
 
-    def __init__(self, path: Path, fingerprint: str, teleprompter: str) -> None:
+    def __init__(
+        self, path: Path, fingerprint: str, teleprompter: str, check: EntryCheck | None = None
+    ) -> None:
         super().__init__()
         self.path = path
         self.fingerprint = fingerprint
         self.teleprompter = teleprompter
+        self.check = check
         self._entries = self._read()
 
     def _read(self) -> dict[str, Any]:
         path = self.path
         assert path is not None
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             return {}
         except OSError as exc:
             raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"checkpoint {path} is not JSON: {exc}") from exc
-        if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
+            data = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, too deep, huge int
+            raise CheckpointError(
+                f"checkpoint {path} is not JSON: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from None
+        version = data.get("version") if isinstance(data, dict) else None
+        if type(version) is not int or version != CHECKPOINT_VERSION:
             raise CheckpointError(f"checkpoint {path}: not a version {CHECKPOINT_VERSION} file")
         if data.get("fingerprint") != self.fingerprint:
             raise CheckpointError(
@@ -108,6 +123,12 @@ class FileCheckpoint(Checkpoint):
         entries = data.get("entries")
         if not isinstance(entries, dict):
             raise CheckpointError(f"checkpoint {path}: 'entries' must be an object")
+        if self.check is not None:
+            for key, value in entries.items():
+                try:
+                    self.check(key, value)
+                except (ValueError, TypeError) as exc:
+                    raise CheckpointError(f"checkpoint {path}: entry {key!r}: {exc}") from None
         return entries
 
     def _write(self) -> None:
@@ -130,8 +151,12 @@ _active: set[Path] = set()
 _active_lock = threading.Lock()
 
 
-def claim(path: Path, fingerprint: str, teleprompter: str) -> FileCheckpoint:
+def claim(
+    path: Path, fingerprint: str, teleprompter: str, check: EntryCheck | None = None
+) -> FileCheckpoint:
     """Open the checkpoint file ``path`` for a job that starts now; :func:`release` it after.
+
+    ``check`` is applied to every entry read from the file.
 
     Raises:
         CheckpointError: a running job uses it, or it cannot be used.
@@ -139,7 +164,7 @@ def claim(path: Path, fingerprint: str, teleprompter: str) -> FileCheckpoint:
     with _active_lock:
         if path in _active:
             raise CheckpointError(f"checkpoint {path} is in use by a running compile job")
-        checkpoint = FileCheckpoint(path, fingerprint, teleprompter)
+        checkpoint = FileCheckpoint(path, fingerprint, teleprompter, check)
         _active.add(path)
     return checkpoint
 

@@ -35,8 +35,14 @@ The job drives the teleprompter's :class:`~dspex_actors.optimize._plan.CompilePl
 * **Status without asking.** ``job.status()`` reads a snapshot the actor keeps up
   to date under a lock: it never waits for the actor.
 
-Log events (structlog, logger ``dspex_actors.compile``): ``compile.started``,
-``demo.bootstrapped``, ``candidate.evaluated``, ``compile.finished``.
+* **Progress.** ``job.result()`` shows a tqdm bar on stderr while it waits
+  (``display_progress=False`` to turn it off; ``_progress.py``).
+
+Log events (structlog, the package's logger ``dspex_actors``): ``compile.started``,
+``demo.bootstrapped``, ``candidate.evaluated``, ``compile.finished``, and
+``compile.metric_error`` (a metric's exception counted as an error, with its
+traceback, once per exception type and job). A metric that raises on every
+example it scores fails the job with its exception.
 """
 
 from __future__ import annotations
@@ -52,7 +58,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import pykka
-import structlog
 
 import supervisors as sv
 from dspex_actors.modules import Module
@@ -73,7 +78,8 @@ from dspex_actors.optimize._plan import (
     Planner,
     WorkItem,
 )
-from dspex_actors.primitives import Example
+from dspex_actors.optimize._progress import Progress
+from dspex_actors.primitives import Example, logger
 from dspex_actors.runtime import call_result
 
 if TYPE_CHECKING:
@@ -91,7 +97,6 @@ __all__ = [
     "start_job",
 ]
 
-logger: Any = structlog.get_logger("dspex_actors.compile")
 
 JobState = Literal["running", "done", "failed", "cancelled"]
 
@@ -220,6 +225,7 @@ class _JobRun:
         self.restarts = _Restarts()
         self.in_flight: set[str] = set()  # keys of requests started, not yet recorded
         self.live_errors: dict[str, BaseException] = {}
+        self.logged_errors: set[str] = set()  # metric exception types already logged
         self.finished = threading.Event()
         self.started = time.monotonic()
         self.spec: sv.ChildSpec | None = None
@@ -228,6 +234,23 @@ class _JobRun:
     @property
     def checkpoint(self) -> Checkpoint:
         return self.config.checkpoint
+
+    def log_metric_error(self, key: str, error: BaseException) -> None:
+        """Log a metric's exception counted as an error, once per type (the job actor)."""
+        kind = f"{type(error).__module__}.{type(error).__qualname__}"
+        with self.lock:
+            if kind in self.logged_errors:
+                return
+            self.logged_errors.add(kind)
+        logger.warning(
+            "compile.metric_error",
+            job=self.config.id,
+            teleprompter=self.config.label,
+            entry=key,
+            error=f"{type(error).__name__}: {error}",
+            note="the metric raised; counted as an error (logged once per type)",
+            exc_info=error,
+        )
 
     def snapshot(self) -> JobStatus:
         with self.lock:
@@ -346,6 +369,7 @@ class CompileJob(sv.Actor):
             entries=self._entries,
             may_crash=self._may_crash,
             live_errors=run.live_errors,
+            on_metric_error=run.log_metric_error,
         )
         try:
             self._plan = config.teleprompter.plan(self._ctx)
@@ -443,6 +467,8 @@ class CompileJob(sv.Actor):
             self._entries[item.key] = entry
             if error is not None:
                 run.live_errors[item.key] = error
+                if entry.get("metric_error"):
+                    run.log_metric_error(item.key, error)
             run.checkpoint.put({item.key: entry})
         return True
 
@@ -566,12 +592,14 @@ class Job:
         """Whether the job ended (done, failed or cancelled)."""
         return self._run.finished.is_set()
 
-    def result(self, timeout: float | None = None) -> Module:
+    def result(self, timeout: float | None = None, *, display_progress: bool = True) -> Module:
         """Wait for the compiled program and return it.
 
         ``timeout`` in seconds (``None``: until the job ends); the wait is done in
         short slices, each checking that the job still exists under its
-        supervisor.
+        supervisor. While it waits for a running job, a tqdm progress bar on
+        stderr shows the job's units, phase, errors and best score
+        (``display_progress=False``: none); it is cleared on a timeout.
 
         Raises:
             TimeoutError: still running after ``timeout`` seconds (the job goes on).
@@ -580,8 +608,32 @@ class Job:
                 known, else :class:`CompileError`).
         """
         run = self._run
+        progress = None
+        if display_progress and not run.finished.is_set():
+            status = self.status()
+            progress = Progress(status.total, label=status.teleprompter, unit="unit")
+        try:
+            self._wait(timeout, progress)
+        finally:
+            if progress is not None:
+                _show(progress, self.status())
+                progress.close(leave=run.finished.is_set())
+        outcome = run.outcome
+        if outcome.state == "done":
+            assert outcome.result is not None
+            return outcome.result
+        if outcome.state == "cancelled":
+            raise JobCancelled(f"compile job {self.id} was cancelled")
+        error = outcome.error
+        raise error if error is not None else CompileError(f"compile job {self.id} failed")
+
+    def _wait(self, timeout: float | None, progress: Progress | None) -> None:
+        """Wait in slices until the job ended; ``TimeoutError`` after ``timeout`` seconds."""
+        run = self._run
         deadline = None if timeout is None else time.monotonic() + timeout
         while not run.finished.is_set():
+            if progress is not None:
+                _show(progress, self.status())
             wait = _POLL
             if deadline is not None:
                 remaining = deadline - time.monotonic()
@@ -599,14 +651,6 @@ class Job:
                         + (f" (last crash: {describe_error(last)})" if last is not None else "")
                     ),
                 )
-        outcome = run.outcome
-        if outcome.state == "done":
-            assert outcome.result is not None
-            return outcome.result
-        if outcome.state == "cancelled":
-            raise JobCancelled(f"compile job {self.id} was cancelled")
-        error = outcome.error
-        raise error if error is not None else CompileError(f"compile job {self.id} failed")
 
     def cancel(self) -> bool:
         """Stop the job and kill its requests in flight; ``False`` if it had already ended.
@@ -637,6 +681,16 @@ class Job:
     def __repr__(self) -> str:
         status = self.status()
         return f"<Job {self.id} {status.teleprompter} {status.state} {status.done}/{status.total}>"
+
+
+def _show(progress: Progress, status: JobStatus) -> None:
+    """Draw a job's status on its progress display (the waiting thread)."""
+    parts = [status.phase, f"errors {status.errors}"]
+    if status.best_score is not None:
+        parts.append(f"best {status.best_score:.1f}%")
+    if status.restarts:
+        parts.append(f"restarts {status.restarts}")
+    progress.update(status.done, ", ".join(parts), total=status.total)
 
 
 # --------------------------------------------------------------------- starting
@@ -697,7 +751,8 @@ def _configure(
         directory.mkdir(parents=True, exist_ok=True)
         fp = fingerprint(teleprompter, student_copy, train, teacher_copy, val)
         path = (directory / f"{teleprompter.name}-{fp[:16]}.json").resolve()
-        checkpoint = claim(path, fp, type(teleprompter).__name__)
+        check = getattr(teleprompter, "check_entry", None)
+        checkpoint = claim(path, fp, type(teleprompter).__name__, check)
     return _JobConfig(
         id=job_id,
         system=system,

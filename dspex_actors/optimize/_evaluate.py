@@ -8,22 +8,25 @@ What it adds to DSPy's ``dspy.Evaluate`` (REFERENCE.md section 3):
   at most ``max_concurrency`` in flight whatever the devset size, each with the
   request deadline;
 * a failing example scores ``failure_score`` and keeps its error in
-  ``result.results``; reaching ``max_errors`` stops early and **returns** what
-  finished (``result.partial``), as does Ctrl-C (``result.interrupted``); both
-  kill the requests in flight;
+  ``result.results``; a metric's exception is logged with its traceback, once per
+  type; reaching ``max_errors`` stops at that error and **returns** what was
+  taken so far (``result.partial``, ``result.max_errors_reached``), as does
+  Ctrl-C (``result.interrupted``); both kill the requests in flight and print
+  a one-line notice;
 * with ``results_path`` every finished example is appended to a JSONL file as it
   completes (``_results_file.py``), and ``evaluate(program, resume=True)`` skips
   the examples already there;
-* an optional progress line on stderr (count, running score, rate, errors).
+* a tqdm progress bar on stderr (count, rate, running score, errors), on by default.
 
 Threading: ``Evaluate.__call__`` runs in the calling thread, which starts the
-requests, collects their results, writes the file and draws the progress line;
+requests, collects their results, writes the file and draws the progress bar;
 no other thread is started. An ``Evaluate`` object holds only configuration and
 may be shared by threads.
 """
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from collections.abc import Sequence
@@ -34,10 +37,10 @@ from typing import IO, TYPE_CHECKING, Any
 import supervisors as sv
 from dspex_actors.optimize._examples import check_examples, example_inputs, input_hash
 from dspex_actors.optimize._jsonable import RecordedError
-from dspex_actors.optimize._progress import ProgressLine
+from dspex_actors.optimize._progress import Progress, notice
 from dspex_actors.optimize._results_file import ResultsFileError, ResultsWriter, Row, read_results
-from dspex_actors.optimize._scoring import Metric, Scored, ScoredRun
-from dspex_actors.primitives import Example, Prediction
+from dspex_actors.optimize._scoring import Metric, Scored, ScoredRun, module_label
+from dspex_actors.primitives import Example, Prediction, logger
 from dspex_actors.runtime import call_result
 
 if TYPE_CHECKING:
@@ -80,8 +83,10 @@ class EvaluationResult(Prediction):
       examples, in devset order (an error scored ``failure_score``);
     * ``partial`` -- ``True`` when some examples did not finish (``max_errors``
       reached or interrupted); ``interrupted`` -- stopped by Ctrl-C;
-    * ``errors`` -- how many finished examples failed; ``total`` -- devset size;
-      ``resumed`` -- how many results came from the results file.
+      ``max_errors_reached`` -- stopped because ``max_errors`` examples failed;
+    * ``errors`` -- how many finished examples failed; ``metric_errors`` -- how
+      many of those failed in the metric (the program answered); ``total`` --
+      devset size; ``resumed`` -- how many results came from the results file.
     """
 
     def __init__(
@@ -94,6 +99,8 @@ class EvaluationResult(Prediction):
         errors: int = 0,
         total: int = 0,
         resumed: int = 0,
+        metric_errors: int = 0,
+        max_errors_reached: bool = False,
     ) -> None:
         super().__init__(score=score, results=results)
         self._partial = partial
@@ -101,6 +108,8 @@ class EvaluationResult(Prediction):
         self._errors = errors
         self._total = total
         self._resumed = resumed
+        self._metric_errors = metric_errors
+        self._max_errors_reached = max_errors_reached
 
     @property
     def score(self) -> float:
@@ -124,9 +133,19 @@ class EvaluationResult(Prediction):
         return self._interrupted
 
     @property
+    def max_errors_reached(self) -> bool:
+        """Whether the evaluation stopped because ``max_errors`` examples failed."""
+        return self._max_errors_reached
+
+    @property
     def errors(self) -> int:
         """How many finished examples failed (scored ``failure_score``)."""
         return self._errors
+
+    @property
+    def metric_errors(self) -> int:
+        """How many of :attr:`errors` were the metric's (it raised, or returned no number)."""
+        return self._metric_errors
 
     @property
     def total(self) -> int:
@@ -141,9 +160,11 @@ class EvaluationResult(Prediction):
     def __repr__(self) -> str:
         flags = " partial" if self.partial else ""
         flags += " interrupted" if self.interrupted else ""
+        flags += " max_errors_reached" if self.max_errors_reached else ""
+        metric = f", metric_errors={self.metric_errors}" if self.metric_errors else ""
         return (
             f"EvaluationResult(score={self.score}, results=<{len(self.results)} of "
-            f"{self.total}>, errors={self.errors}{flags})"
+            f"{self.total}>, errors={self.errors}{metric}{flags})"
         )
 
 
@@ -155,32 +176,68 @@ class _Tally:
     """An evaluation run so far (the calling thread): rows by devset index, sums, output."""
 
     rows: dict[int, Row]
+    label: str  # the program, as logs and notices name it
     writer: ResultsWriter | None = None
-    progress: ProgressLine | None = None
+    progress: Progress | None = None
     score_sum: float = 0.0
     errors: int = 0
-    received: int = 0  # rows that came from requests of this run
+    metric_errors: int = 0
+    run_errors: int = 0  # errors of this run's requests (what max_errors counts)
     interrupted: bool = False
-    stopped: bool = False  # max_errors reached before every request finished
+    stopped: bool = False  # max_errors reached
     resumed: int = field(init=False)
+    logged: set[str] = field(default_factory=set)  # metric error types already logged
 
     def __post_init__(self) -> None:
         self.resumed = len(self.rows)
         self.score_sum = sum(row.score for row in self.rows.values())
         self.errors = sum(1 for row in self.rows.values() if row.error)
+        self.metric_errors = sum(1 for row in self.rows.values() if row.metric_error)
 
     def add(self, row: Row, *, stopping: bool = False) -> None:
-        """Keep a finished row: in the results, the file and the progress line."""
+        """Keep a finished row: in the results, the file and the progress display."""
         if row.index in self.rows:
             return
         self.rows[row.index] = row
-        self.received += 1
         self.score_sum += row.score
         self.errors += row.error
+        self.run_errors += row.error
+        self.metric_errors += row.metric_error
+        if row.metric_error:
+            self._log_metric_error(row)
         if self.writer is not None:
             self.writer.write(row, quiet=stopping)
         if self.progress is not None and not stopping:
-            self.progress.update(len(self.rows), self.score_sum, self.errors)
+            self.progress.update(len(self.rows), self.postfix())
+
+    def postfix(self) -> str:
+        done = len(self.rows)
+        score = 100.0 * self.score_sum / done if done else 0.0
+        return f"score {score:.1f}%, errors {self.errors}"
+
+    def _log_metric_error(self, row: Row) -> None:
+        """Log a metric's exception with its traceback, once per exception type and run."""
+        error = row.outcome
+        kind = f"{type(error).__module__}.{type(error).__qualname__}"
+        if kind in self.logged:
+            return
+        self.logged.add(kind)
+        logger.warning(
+            "evaluate.metric_error",
+            program=self.label,
+            example=row.index,
+            error=f"{type(error).__name__}: {error}",
+            note="the metric raised; the example scores failure_score (logged once per type)",
+            exc_info=error,
+        )
+
+    def close(self) -> None:
+        """Close the file and the progress display (idempotent)."""
+        if self.writer is not None:
+            self.writer.close()
+        if self.progress is not None:
+            self.progress.update(len(self.rows), self.postfix())
+            self.progress.close()
 
 
 class Evaluate:
@@ -194,23 +251,31 @@ class Evaluate:
     * ``metric(example, prediction)`` returns a bool or a number; it runs in the
       example's program actor, right after the program (so an LM it calls runs
       in that request). An exception from the program or the metric fails that
-      example (``failure_score``; the error is kept in ``results``).
-    * ``max_errors``: stop once this many examples failed (``None``, the default:
-      never stop for errors). What finished is returned with ``partial=True``.
+      example (``failure_score``; the error is kept in ``results``); a metric's
+      exception is also logged (``evaluate.metric_error``, with its traceback,
+      once per exception type) and counted in ``result.metric_errors``.
+    * ``max_errors``: stop once this many examples of this run failed (``None``,
+      the default: never stop for errors; errors read back by ``resume`` do not
+      count). The result holds the examples taken up to that error
+      (``partial=True``, ``max_errors_reached=True``), and a notice line says so.
     * ``results_path``: a JSONL file, one line per finished example, appended and
       flushed as each example completes (``{"index", "input_hash", "score",
       "prediction", "error", "example"}``). Without ``resume`` the file is started
       afresh; with ``resume=True`` examples already in it are not run again and
       their recorded results are used (an error comes back as
-      :class:`RecordedError`); a file from another devset raises
-      :class:`ResultsFileError` before anything runs.
+      :class:`RecordedError`); a file from another devset, or a corrupt one,
+      raises :class:`ResultsFileError` (naming the line) before anything runs.
+    * ``display_progress``: a tqdm progress bar on stderr (a line every ~10% when
+      stderr is not a terminal); ``progress_stream`` sends it elsewhere.
     * ``timeout``: per-example request deadline (default: the system's).
     * Ctrl-C in the calling thread kills the requests in flight and returns the
-      partial result (``interrupted=True``); results that finished meanwhile are kept.
+      partial result (``interrupted=True``); results that finished meanwhile are
+      kept, and a notice line says how many and where the results file is.
 
     Raises (before any request): ``ValueError`` for an empty devset, examples
-    without inputs, ``max_concurrency < 1`` or ``resume`` without ``results_path``;
-    :class:`ResultsFileError`; ``NoSystemError`` when no system runs.
+    without inputs, ``max_concurrency < 1``, a non-finite ``failure_score`` or
+    ``resume`` without ``results_path``; :class:`ResultsFileError`;
+    ``NoSystemError`` when no system runs.
     """
 
     def __init__(
@@ -234,6 +299,8 @@ class Evaluate:
             raise ValueError(f"max_errors must be >= 1 or None, got {max_errors}")
         if not callable(metric):
             raise TypeError(f"metric must be callable, got {metric!r}")
+        if not math.isfinite(float(failure_score)):
+            raise ValueError(f"failure_score must be a finite number, got {failure_score!r}")
         self.devset = check_examples(devset, "devset")
         self.metric = metric
         self.max_concurrency = max_concurrency
@@ -244,7 +311,7 @@ class Evaluate:
         self.timeout = timeout
         self.system = system
         self.progress_stream: IO[str] | None = None
-        """Where the progress line goes (``None``: stderr); for tests and notebooks."""
+        """Where the progress display and notices go (``None``: stderr); tests, notebooks."""
 
     def __call__(self, program: Any, *, resume: bool = False) -> EvaluationResult:
         """Run ``program`` on every devset example and score it; see the class docstring."""
@@ -254,7 +321,7 @@ class Evaluate:
             raise ValueError("resume=True needs a results_path to resume from")
         system = system_for(program, self.system)
         limit = system.request_timeout(self.timeout)
-        tally = self._start(resume)
+        tally = self._start(program, resume)
         todo = [index for index in range(len(self.devset)) if index not in tally.rows]
         try:
             requests = system.fan_out(
@@ -265,8 +332,7 @@ class Evaluate:
                 ordered=False,
             )
         except BaseException:  # the system is shut down
-            if tally.writer is not None:
-                tally.writer.close()
+            tally.close()
             raise
         ctrl_c = _CtrlC()
         try:
@@ -278,26 +344,27 @@ class Evaluate:
             ctrl_c.uninstall()
             tally.interrupted = ctrl_c.pressed
             self._stop(requests, tally, limit)
+        self._notice(tally)
         return self._result(tally)
 
     # ------------------------------------------------------------ the phases
 
-    def _start(self, resume: bool) -> _Tally:
-        """Setup: read what a results file already has, open it, start the progress line."""
+    def _start(self, program: Any, resume: bool) -> _Tally:
+        """Setup: read what a results file already has, open it, start the progress display."""
         devset, path = self.devset, self.results_path
         hashes = [input_hash(example) for example in devset]
         rows: dict[int, Row] = {}
         if resume and path is not None:
             rows = read_results(path, devset, hashes)
-        tally = _Tally(rows)
+        tally = _Tally(rows, module_label(program))
         if path is not None:
             done = [rows[i] for i in sorted(rows)]
             tally.writer = ResultsWriter(path, hashes, resume=resume, rows=done)
         if self.display_progress:
-            tally.progress = ProgressLine(len(devset), stream=self.progress_stream)
-            tally.progress.start(len(rows))
-            if rows:
-                tally.progress.update(len(rows), tally.score_sum, tally.errors)
+            tally.progress = Progress(
+                len(devset), label="Evaluate", stream=self.progress_stream, initial=len(rows)
+            )
+            tally.progress.update(len(rows), tally.postfix())
         return tally
 
     def _call(self, program: Any, index: int) -> tuple[ScoredRun, dict[str, Any]]:
@@ -316,30 +383,52 @@ class Evaluate:
                     return
                 continue
             tally.add(self._row(settled, limit))
-            if self.max_errors is not None and tally.errors >= self.max_errors:
-                tally.stopped = not requests.exhausted
+            if self.max_errors is not None and tally.run_errors >= self.max_errors:
+                tally.stopped = True
                 return
 
     def _row(self, settled: sv.Settled[int], limit: float) -> Row:
         index = settled.item
         example = self.devset[index]
         result = call_result(settled.outcome, limit)
-        if isinstance(result, Scored) and result.error is None and result.score is not None:
-            return Row(index, example, result.prediction, result.score, False)
-        error = result.error if isinstance(result, Scored) else result
+        if isinstance(result, Scored):
+            if result.error is None and result.score is not None:
+                return Row(index, example, result.prediction, result.score, False)
+            if result.error is not None:
+                return Row(index, example, result.error, self.failure_score, True, True)
+        error = result
         if not isinstance(error, BaseException):
             error = TypeError(f"the evaluation request answered {result!r}")
         return Row(index, example, error, self.failure_score, True)
 
     def _stop(self, requests: sv.FanOut[int], tally: _Tally, limit: float) -> None:
-        """Teardown: kill what still runs, keep what finished meanwhile, close the file."""
-        for settled in requests.cancel():  # finished work: keep it
-            tally.add(self._row(settled, limit), stopping=True)
-        requests.close()
-        if tally.writer is not None:
-            tally.writer.close()
-        if tally.progress is not None:
-            tally.progress.update(len(tally.rows), tally.score_sum, tally.errors, final=True)
+        """Teardown: kill what still runs, close the file and the progress display.
+
+        After Ctrl-C, results that finished meanwhile are kept; after
+        ``max_errors`` they are not (the evaluation stopped at that error).
+        """
+        try:
+            finished = requests.cancel()
+            if not tally.stopped:
+                for settled in finished:
+                    tally.add(self._row(settled, limit), stopping=True)
+            requests.close()
+        finally:
+            tally.close()
+
+    def _notice(self, tally: _Tally) -> None:
+        """One line on stderr when the evaluation did not run to the end."""
+        kept = f"kept {len(tally.rows)} of {len(self.devset)} examples"
+        if self.results_path is not None:
+            kept += f"; results in {self.results_path} (resume=True runs the rest)"
+        if tally.interrupted:
+            notice(f"Evaluate interrupted (Ctrl-C): {kept}", self.progress_stream)
+        elif tally.stopped:
+            notice(
+                f"Evaluate stopped at max_errors={self.max_errors}: {tally.run_errors} "
+                f"examples failed; {kept}",
+                self.progress_stream,
+            )
 
     def _result(self, tally: _Tally) -> EvaluationResult:
         ordered = [tally.rows[index] for index in sorted(tally.rows)]
@@ -349,11 +438,13 @@ class Evaluate:
         return EvaluationResult(
             score=score,
             results=[(row.example, row.outcome, row.score) for row in ordered],
-            partial=finished < total or tally.stopped or tally.interrupted,
+            partial=finished < total or tally.interrupted,
             interrupted=tally.interrupted,
             errors=tally.errors,
             total=total,
             resumed=tally.resumed,
+            metric_errors=tally.metric_errors,
+            max_errors_reached=tally.stopped,
         )
 
 

@@ -80,7 +80,8 @@ class WorkItem:
 
     def entry(self, result: Any) -> tuple[dict[str, Any], BaseException | None]:
         """The checkpoint entry for ``result`` (the answer, or the exception that ended
-        the request), and the exception behind a recorded error, if any."""
+        the request), and the exception behind a recorded error, if any. An eval
+        entry whose error is the metric's has ``"metric_error": true``."""
         error: BaseException | None = result if isinstance(result, BaseException) else None
         if self.kind == "teacher":
             if error is not None:
@@ -91,7 +92,9 @@ class WorkItem:
         if isinstance(result, Scored):
             if result.error is None and result.score is not None:
                 return {"score": result.score, "error": None}, None
-            error = result.error
+            if result.error is not None:
+                entry = {"score": self.failure_score, "error": describe_error(result.error)}
+                return {**entry, "metric_error": True}, result.error
         if error is None:
             error = TypeError(f"an eval request answered {result!r}, not a score")
         return {"score": self.failure_score, "error": describe_error(error)}, error
@@ -118,7 +121,9 @@ class PlanContext:
     crash the job (so that the supervisor restarts it and the unit is retried)
     or must be counted as an error, DSPy-style. ``current_unit`` is the key being
     decided (read by the job when it crashes). ``live_errors`` maps entry keys to
-    the exception objects behind recorded errors, when known.
+    the exception objects behind recorded errors, when known. ``on_metric_error(key,
+    exc)`` is called when a metric's exception is recorded as an error (the job
+    logs it, once per exception type).
     """
 
     student: Module
@@ -129,6 +134,7 @@ class PlanContext:
     may_crash: Callable[[str], bool] = lambda _key: True
     live_errors: dict[str, BaseException] = field(default_factory=dict)
     current_unit: str | None = None
+    on_metric_error: Callable[[str, BaseException], None] = lambda _key, _exc: None
 
 
 @dataclass(frozen=True)

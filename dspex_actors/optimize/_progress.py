@@ -1,73 +1,185 @@
-"""The progress line of an evaluation: count, running score, rate and errors on one line.
+"""Progress of an evaluation or a compile job, through tqdm, on stderr; and one-line notices.
 
-Drawn by the consumer's thread only (``Evaluate.__call__``).
+On a terminal a live tqdm bar is redrawn in place (at most every 0.1 s); log
+lines printed through :class:`~dspex_actors.primitives.LogStream` (the package's
+structlog setup does) land above it, never inside it. Anywhere else (a log
+file, a pipe, pytest's capture) tqdm's meter is printed as a full line each
+time another ~10% finished, and at the end, so a log never fills with ``\\r``.
+tqdm is imported on first use (importing the package stays cheap).
+
+A :class:`Progress` is drawn by one thread (Evaluate's caller, or the thread
+waiting in ``Job.result``); log lines may come from any thread.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from typing import IO
+from typing import IO, Any
 
-__all__ = ["ProgressLine"]
+from dspex_actors.primitives import LogStream
+
+__all__ = ["Progress", "notice"]
+
+_LINE_FORMAT = (
+    "{desc}: {n_fmt}/{total_fmt} ({percentage:.0f}%) [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+)
 
 
-class ProgressLine:
-    """A one-line progress display on a stream (stderr by default); caller's thread only.
+_FALLBACK_SIZE = (100, 24)
+"""Columns and rows of a terminal that reports no size (a pty of size 0, a fake TTY)."""
 
-    On a TTY the line is redrawn in place (``\\r``), at most every 0.1 s; on
-    anything else (a log file, a pipe, pytest's capture) a full line is printed
-    each time another ~10% finished, and at the end. Write errors are ignored.
+
+def _terminal_size(stream: IO[str]) -> tuple[int, int]:
+    """Columns and rows of the terminal behind ``stream``; 0 where it does not say."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return 0, 0
+    return size.columns, size.lines
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def notice(text: str, stream: IO[str] | None = None) -> None:
+    """Print ``text`` as one line on ``stream`` (stderr), above any live bar; never raises."""
+    LogStream(stream).write(text.replace("\n", " ") + "\n")
+
+
+class Progress:
+    """A progress display of ``total`` units on ``stream`` (stderr by default).
+
+    ``update(done, postfix)`` sets the count and the text after the rate (score,
+    errors); ``close()`` draws the final state (``leave=False``: clears a bar and
+    prints no final line). ``initial`` units were done before (read back from a
+    file): they count, but add nothing to the rate. Write errors are ignored.
     """
 
-    def __init__(self, total: int, *, label: str = "Evaluate", stream: IO[str] | None = None):
+    def __init__(
+        self,
+        total: int,
+        *,
+        label: str,
+        stream: IO[str] | None = None,
+        initial: int = 0,
+        unit: str = "ex",
+    ) -> None:
         self.total = total
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
-        try:
-            self.tty = bool(self.stream.isatty())
-        except (AttributeError, ValueError):
-            self.tty = False
+        self.tty = _is_tty(self.stream)
+        self.unit = unit
+        self.done = initial
+        self.initial = initial
+        self.postfix = ""
         self.started = time.monotonic()
-        self._last_draw = 0.0
-        self._next_pct = 10
-        self._width = 0
-        self._base = 0
+        self._next_pct = self._pct(initial) // 10 * 10 + 10
         self._printed = -1
-
-    def start(self, already: int) -> None:
-        """Note ``already`` results that came from a results file (they add no rate)."""
-        self._base = already
-
-    def line(self, done: int, score_sum: float, errors: int) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        rate = (done - self._base) / elapsed
-        score = 100.0 * score_sum / done if done else 0.0
-        return (
-            f"{self.label}: {done}/{self.total}  score {score:.1f}%  {rate:.1f}/s  errors {errors}"
-        )
-
-    def update(self, done: int, score_sum: float, errors: int, *, final: bool = False) -> None:
-        now = time.monotonic()
+        self._closed = False
+        self._bar: Any = None
         if self.tty:
-            if not final and now - self._last_draw < 0.1:
-                return
-            self._last_draw = now
-            text = self.line(done, score_sum, errors)
-            pad = max(0, self._width - len(text))
-            self._width = len(text)
-            self._write("\r" + text + " " * pad + ("\n" if final else ""))
-            return
-        pct = 100 * done // self.total if self.total else 100
-        if (final and done != self._printed) or pct >= self._next_pct:
-            while self._next_pct <= pct:
-                self._next_pct += 10
-            self._printed = done
-            self._write(self.line(done, score_sum, errors) + "\n")
+            from tqdm.std import tqdm
 
-    def _write(self, text: str) -> None:
+            columns, rows = _terminal_size(self.stream)
+            sized = columns > 0 and rows > 0
+            self._bar = tqdm(
+                total=total,
+                initial=initial,
+                desc=label,
+                file=self.stream,
+                unit=unit,
+                dynamic_ncols=sized,  # follows the window as it is resized
+                ncols=None if sized else _FALLBACK_SIZE[0],
+                nrows=None if sized else _FALLBACK_SIZE[1],  # (0 rows would hide the bar)
+                mininterval=0.1,
+                leave=True,
+            )
+
+    def _pct(self, done: int) -> int:
+        return 100 * done // self.total if self.total else 100
+
+    def update(self, done: int, postfix: str = "", *, total: int | None = None) -> None:
+        """Show ``done`` of ``total`` (unchanged if ``None``) units and ``postfix``."""
+        if self._closed:
+            return
+        changed = total is not None and total != self.total
+        if changed:
+            assert total is not None
+            self.total = total
+        self.postfix = postfix
+        delta, self.done = done - self.done, done
+        if self._bar is not None:
+            self._draw_bar(delta, changed)
+        elif self._pct(done) >= self._next_pct:
+            while self._next_pct <= self._pct(done):
+                self._next_pct += 10
+            self._print_line()
+
+    def _draw_bar(self, delta: int, total_changed: bool) -> None:
+        bar = self._bar
         try:
-            self.stream.write(text)
-            self.stream.flush()
+            if total_changed:
+                bar.total = self.total
+            bar.set_postfix_str(self.postfix, refresh=False)
+            if delta:
+                bar.update(delta)
+            elif total_changed:
+                bar.refresh()
         except (OSError, ValueError):
             pass
+
+    def line(self) -> str:
+        """The current state as one line (tqdm's meter, without the bar)."""
+        from tqdm.std import tqdm
+
+        text: str = tqdm.format_meter(
+            self.done,
+            self.total,
+            time.monotonic() - self.started,
+            prefix=self.label,
+            unit=self.unit,
+            postfix=self.postfix or None,
+            initial=self.initial,
+            bar_format=_LINE_FORMAT if self.total else "{desc}: {n_fmt} [{elapsed}{postfix}]",
+        )
+        return text
+
+    def _print_line(self) -> None:
+        self._printed = self.done
+        notice(self.line(), self.stream)
+
+    def close(self, *, leave: bool = True) -> None:
+        """Draw the final state (or clear it, ``leave=False``) and stop; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._bar is not None:
+            try:
+                self._bar.leave = leave
+                self._bar.set_postfix_str(self.postfix, refresh=False)
+                self._bar.close()
+            except (OSError, ValueError):
+                pass
+            _stop_monitor()
+        elif leave and self.done != self._printed:
+            self._print_line()
+
+
+def _stop_monitor() -> None:
+    """Stop tqdm's monitor thread once no bar is left (tqdm starts it with the first bar
+    and keeps it until exit): a finished evaluation leaves no thread behind."""
+    from tqdm.std import tqdm
+
+    bars: Any = tqdm  # (the stubs leave these untyped)
+    with bars.get_lock():
+        monitor: Any = bars.monitor if not getattr(bars, "_instances", None) else None
+        if monitor is not None:
+            bars.monitor = None
+    if monitor is not None:
+        monitor.exit()  # wakes it and joins it (it takes the lock: not held here)

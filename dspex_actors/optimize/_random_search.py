@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from dspex_actors.modules import Module
 from dspex_actors.optimize._bootstrap import (
@@ -32,6 +32,7 @@ from dspex_actors.optimize._bootstrap import (
     error_of,
     state_hash,
 )
+from dspex_actors.optimize._entries import KINDS_SEARCH, check_entry
 from dspex_actors.optimize._labeled import labeled
 from dspex_actors.optimize._plan import (
     CompileError,
@@ -136,6 +137,9 @@ class BootstrapFewShotWithRandomSearch(Teleprompter):
         check_bootstrap_inputs(student, trainset)
         if valset is not None and not valset:
             raise ValueError("valset must contain at least one example (or be None)")
+
+    def check_entry(self, key: str, value: Any) -> None:
+        check_entry(key, value, KINDS_SEARCH)
 
     def plan(self, ctx: PlanContext) -> CompilePlan:
         return _RandomSearchPlan(self, ctx)
@@ -244,16 +248,9 @@ class _RandomSearchPlan(CompilePlan):
         records = [entries[key] for key in keys]
         errors = [key for key, record in zip(keys, records, strict=True) if record.get("error")]
         if len(errors) >= self.tp.max_errors:
-            last = errors[-1]
-            live = self.ctx.live_errors.get(last)
-            raise CompileFailure(
-                live
-                if live is not None
-                else CompileError(
-                    f"evaluating candidate {candidate.seed}: {len(errors)} errors; "
-                    f"last: {error_of(entries[last])}"
-                )
-            )
+            self._fail(candidate, errors, f"{len(errors)} errors")
+        if all(record.get("metric_error") for record in records):
+            self._fail(candidate, errors, f"the metric raised on all {len(records)} examples")
         subscores = [float(record["score"]) for record in records]
         candidate.subscores = subscores
         candidate.score = round(100.0 * sum(subscores) / len(subscores), 2)
@@ -271,6 +268,17 @@ class _RandomSearchPlan(CompilePlan):
                     {"seed": candidate.seed, "score": candidate.score, "best_score": best},
                 )
             ],
+        )
+
+    def _fail(self, candidate: _Candidate, errors: list[str], why: str) -> NoReturn:
+        """End the job failed with the last error's exception (else a ``CompileError``)."""
+        last = errors[-1]
+        live = self.ctx.live_errors.get(last)
+        if live is not None:
+            raise CompileFailure(live)
+        last_error = error_of(self.ctx.entries[last])
+        raise CompileFailure(
+            CompileError(f"evaluating candidate {candidate.seed}: {why}; last: {last_error}")
         )
 
     def _finish(self, active: list[_Candidate]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from dspex_actors.modules import Module
 from dspex_actors.primitives import Example
 
-__all__ = ["Metric", "Scored", "ScoredRun", "as_score"]
+__all__ = ["Metric", "Scored", "ScoredRun", "as_score", "module_label"]
 
 Metric = Callable[..., Any]
 """``metric(example, prediction)`` (or with a ``trace``): a bool or a number."""
@@ -55,8 +55,13 @@ class ScoredRun(Module):
         self.example = example
 
     @property
+    def __wrapped__(self) -> Any:
+        """The user's program: the runtime names the request after it (logs, the tree)."""
+        return self.program
+
+    @property
     def signature(self) -> Any:
-        """The program's signature, if it has one (names the request in logs and the tree)."""
+        """The program's signature, if it has one."""
         return getattr(self.program, "signature", None)
 
     def forward(self, **inputs: Any) -> Scored:
@@ -66,3 +71,15 @@ class ScoredRun(Module):
         except Exception as exc:
             return Scored(prediction, None, exc)
         return Scored(prediction, score)
+
+
+def module_label(program: Any) -> str:
+    """How logs and notices name a user's program: its class, and its signature if any.
+
+    ``Predict(question -> answer)``, ``RAG``; a wrapper (``__wrapped__``) names what it wraps.
+    """
+    program = getattr(program, "__wrapped__", program)
+    name = type(program).__name__
+    signature = getattr(program, "signature", None)
+    text = getattr(signature, "signature", None)
+    return f"{name}({text})" if isinstance(text, str) else name

@@ -69,6 +69,14 @@ class Teleprompter:
         """Build the plan for one compile from ``ctx`` (and its checkpoint entries)."""
         raise NotImplementedError
 
+    def check_entry(self, key: str, value: Any) -> None:
+        """Raise ``ValueError`` if a checkpoint file's entry is not one this plan writes.
+
+        Called for every entry of a checkpoint file when a job starts from it (a
+        refused entry raises ``CheckpointError`` from ``system.compile``). The base
+        class accepts every entry; teleprompters with entries override it.
+        """
+
     def start_job(
         self,
         system: ActorSystem,
@@ -104,9 +112,11 @@ class Teleprompter:
         checkpoint_dir: str | Path | None = None,
         system: ActorSystem | None = None,
         timeout: float | None = None,
+        display_progress: bool = True,
     ) -> Module:
         """Compile and wait (DSPy's ``compile``): ``system.compile(...).result(timeout)``.
 
+        ``display_progress``: the job's progress bar on stderr while it waits.
         Raises what ``Job.result`` raises.
         """
         if system is None:
@@ -121,7 +131,7 @@ class Teleprompter:
             valset=valset,
             checkpoint_dir=checkpoint_dir,
         )
-        return job.result(timeout=timeout)
+        return job.result(timeout=timeout, display_progress=display_progress)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "class")

@@ -4,6 +4,7 @@ Everything here is plain data, safe to share between threads, and imports nothin
 else of ``dspex_actors``.
 """
 
+from dspex_actors.primitives._console import LogStream, live_progress_bars
 from dspex_actors.primitives._errors import (
     AdapterParseError,
     CircuitOpen,
@@ -44,9 +45,11 @@ __all__ = [
     "LMServerError",
     "LMTimeout",
     "LMTruncated",
+    "LogStream",
     "Prediction",
     "SystemDown",
     "UnknownMessage",
     "excerpt",
+    "live_progress_bars",
     "logger",
 ]

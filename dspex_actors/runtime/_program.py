@@ -551,6 +551,7 @@ class ProgramActor(sv.Actor):
 
 
 def _module_label(module: Any) -> str:
+    module = getattr(module, "__wrapped__", module)  # a wrapper (Evaluate's) names the user's
     signature = getattr(module, "signature", None)
     if signature is not None:
         return f"{type(module).__name__} {getattr(signature, '__name__', 'Signature')}"

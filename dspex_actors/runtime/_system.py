@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -24,7 +23,7 @@ import structlog
 import supervisors as sv
 from dspex_actors.cache import CacheActor, CacheConfig, ClearCache
 from dspex_actors.lm import LM, AdmissionTable, LMClient, LMCounters, RetryPolicy
-from dspex_actors.primitives import SystemDown
+from dspex_actors.primitives import LogStream, SystemDown
 from dspex_actors.runtime._fanout import Call, program_stream, run_many
 from dspex_actors.runtime._health import (
     SystemState,
@@ -84,7 +83,7 @@ def configure_logging(level: int = logging.INFO) -> None:
             structlog.dev.ConsoleRenderer(colors=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=LogStream.stderr()),  # above progress bars
         # Not cached: a cached logger ignores later reconfiguration, so
         # structlog.testing.capture_logs() would miss our events after dx.start().
         # Caching would save ~1.7 us per filtered call (a few per request).

@@ -2,18 +2,19 @@
 that never waits on the job, cancel, crash/kill and resume from checkpoints without
 redoing finished work, log events.
 
-Against a real RuleBasedLMServer (cache off: the server's request count is the LM
-work done). Synchronisation is by events set inside metrics and programs, never by
-sleeping.
+Against a real RuleBasedLMServer (the shared ``lm_server``/``system``/``start_system``
+fixtures; cache off: the server's request count is the LM work done).
+Synchronisation is by events set inside metrics and programs, never by sleeping.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from dspex_actors.optimize import (
 )
 from dspex_actors.optimize._compile import MAX_METRIC_CRASHES
 from dspex_actors.testing._rule_server import DEFAULT_KNOWLEDGE, RuleBasedLMServer
+from tests.dspex_actors.fixture_types import SystemFactory
+from tests.dspex_actors.optimize.screen import FakeTTY, terminal_rows
 
 CAPITALS = [
     (key.removeprefix("capital of "), answer)
@@ -88,23 +91,6 @@ class Blocking:
         return exact(example, prediction)
 
 
-@pytest.fixture
-def server() -> Iterator[RuleBasedLMServer]:
-    with RuleBasedLMServer() as running:
-        yield running
-
-
-def start_system(server: RuleBasedLMServer) -> dx.ActorSystem:
-    lm = dx.LM("openai/rule-based", api_base=server.api_base, api_key="sk-test")
-    return dx.start(lm=lm, name=f"cj-{uuid.uuid4().hex[:8]}", cache=False)
-
-
-@pytest.fixture
-def system(server: RuleBasedLMServer) -> Iterator[dx.ActorSystem]:
-    with start_system(server) as running:
-        yield running
-
-
 def job_threads(job_id: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == f"dspex:job-{job_id}"]
 
@@ -127,16 +113,16 @@ def live_programs(system: dx.ActorSystem, count: int) -> list[Any]:
 
 
 def uninterrupted(
-    system: dx.ActorSystem, server: RuleBasedLMServer, **kwargs: Any
+    system: dx.ActorSystem, lm_server: RuleBasedLMServer, **kwargs: Any
 ) -> tuple[Any, int]:
     """The dump_state and server request count of an undisturbed compile."""
-    server.reset_stats()
+    lm_server.reset_stats()
     job = system.compile(
         bootstrap(**kwargs), student=dx.Predict("question -> answer"), trainset=trainset()
     )
     state = job.result(timeout=10).dump_state()
-    count = server.request_count
-    server.reset_stats()
+    count = lm_server.request_count
+    lm_server.reset_stats()
     return state, count
 
 
@@ -196,9 +182,9 @@ def test_the_job_is_a_transient_child_of_teleprompters_that_ends_normally(
 
 
 def test_cancel_stops_the_job_and_its_requests_in_flight(
-    system: dx.ActorSystem, server: RuleBasedLMServer
+    system: dx.ActorSystem, lm_server: RuleBasedLMServer
 ) -> None:
-    server.latency = 30.0  # requests would hang until cancelled
+    lm_server.latency = 30.0  # requests would hang until cancelled
     entered = threading.Semaphore(0)
 
     class Entering(dx.Module):
@@ -231,9 +217,11 @@ def test_cancel_stops_the_job_and_its_requests_in_flight(
     assert job.cancel() is False
 
 
-def test_a_system_shutdown_fails_a_running_job(server: RuleBasedLMServer) -> None:
-    server.latency = 30.0
-    system = start_system(server)
+def test_a_system_shutdown_fails_a_running_job(
+    start_system: SystemFactory, lm_server: RuleBasedLMServer
+) -> None:
+    lm_server.latency = 30.0
+    system = start_system(cache=False)
     job = system.compile(bootstrap(), student=dx.Predict("question -> answer"), trainset=trainset())
     system.shutdown()
     with pytest.raises(CompileError, match=r"shut down|stopped before it finished"):
@@ -244,9 +232,9 @@ def test_a_system_shutdown_fails_a_running_job(server: RuleBasedLMServer) -> Non
 
 
 def test_a_metric_that_raises_once_crashes_the_job_which_resumes_without_redoing_work(
-    system: dx.ActorSystem, server: RuleBasedLMServer
+    system: dx.ActorSystem, lm_server: RuleBasedLMServer
 ) -> None:
-    expected_state, expected_requests = uninterrupted(system, server, max_concurrency=2)
+    expected_state, expected_requests = uninterrupted(system, lm_server, max_concurrency=2)
     metric = Blocking(at=4, raises=True)
 
     job = system.compile(
@@ -258,13 +246,13 @@ def test_a_metric_that_raises_once_crashes_the_job_which_resumes_without_redoing
 
     assert job.status().restarts == 1
     assert compiled.dump_state() == expected_state
-    assert server.request_count == expected_requests == 10
+    assert lm_server.request_count == expected_requests == 10
 
 
 def test_killing_the_job_actor_mid_run_resumes_without_redoing_work(
-    system: dx.ActorSystem, server: RuleBasedLMServer
+    system: dx.ActorSystem, lm_server: RuleBasedLMServer
 ) -> None:
-    expected_state, expected_requests = uninterrupted(system, server, max_concurrency=2)
+    expected_state, expected_requests = uninterrupted(system, lm_server, max_concurrency=2)
     metric = Blocking(at=4)
     job = system.compile(
         bootstrap(metric, max_concurrency=2),
@@ -283,7 +271,7 @@ def test_killing_the_job_actor_mid_run_resumes_without_redoing_work(
 
     assert job.status().restarts == 1
     assert compiled.dump_state() == expected_state
-    assert server.request_count == expected_requests
+    assert lm_server.request_count == expected_requests
 
 
 def test_a_metric_that_keeps_raising_is_counted_as_errors_after_limited_crashes(
@@ -306,10 +294,10 @@ def test_a_metric_that_keeps_raising_is_counted_as_errors_after_limited_crashes(
 
 
 def test_a_checkpoint_file_resumes_a_stopped_compile_in_a_new_system(
-    server: RuleBasedLMServer, tmp_path: Path
+    start_system: SystemFactory, lm_server: RuleBasedLMServer, tmp_path: Path
 ) -> None:
-    with start_system(server) as system:
-        expected_state, expected_requests = uninterrupted(system, server)
+    with start_system(cache=False) as system:
+        expected_state, expected_requests = uninterrupted(system, lm_server)
         metric = Blocking(at=5)
         job = system.compile(
             bootstrap(metric, max_concurrency=1),
@@ -332,7 +320,7 @@ def test_a_checkpoint_file_resumes_a_stopped_compile_in_a_new_system(
     assert 4 <= len(finished) < 10
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
 
-    with start_system(server) as system:
+    with start_system(cache=False) as system:
         # Same teleprompter (the metric is named "Blocking" again), student and
         # trainset: the same fingerprint, so the same checkpoint file.
         job = system.compile(
@@ -348,9 +336,9 @@ def test_a_checkpoint_file_resumes_a_stopped_compile_in_a_new_system(
 
 
 def test_a_checkpoint_file_cannot_be_shared_or_corrupt(
-    system: dx.ActorSystem, server: RuleBasedLMServer, tmp_path: Path
+    system: dx.ActorSystem, lm_server: RuleBasedLMServer, tmp_path: Path
 ) -> None:
-    server.latency = 30.0
+    lm_server.latency = 30.0
     tp = bootstrap()
     first = system.compile(
         tp, student=dx.Predict("question -> answer"), trainset=trainset(), checkpoint_dir=tmp_path
@@ -433,13 +421,12 @@ class HangsOnAtlantis(dx.Module):
 
 
 def test_a_teacher_run_stuck_past_its_deadline_is_killed_and_counted_as_an_error(
-    server: RuleBasedLMServer,
+    start_system: SystemFactory,
 ) -> None:
-    lm = dx.LM("openai/rule-based", api_base=server.api_base, api_key="sk-test")
     retry = dx.RetryPolicy(deadline=1.5)  # generous: only the stuck run may pass it
     _HANG.clear()
     try:
-        with dx.start(lm=lm, name=f"cj-{uuid.uuid4().hex[:8]}", cache=False, retry=retry) as system:
+        with start_system(cache=False, retry=retry) as system:
             job = system.compile(bootstrap(), student=HangsOnAtlantis(), trainset=trainset())
             compiled = job.result(timeout=10)  # the job's deadline timer woke it
             status = job.status()
@@ -450,3 +437,205 @@ def test_a_teacher_run_stuck_past_its_deadline_is_killed_and_counted_as_an_error
     assert status.state == "done" and status.errors == 1
     assert entries["t/2/0"]["error"]["type"] == "DeadlineExceeded"  # trainset[2] is Atlantis
     assert len([d for d in compiled.predictors()[0].demos if d.get("augmented")]) == 8
+
+
+# ------------------------------------------------------------ metric errors
+
+
+def always_raises(example: dx.Example, prediction: Any, trace: Any = None) -> bool:
+    raise ZeroDivisionError("metric bug")
+
+
+def test_a_bootstrap_whose_metric_raises_on_every_example_ends_failed_with_that_error(
+    system: dx.ActorSystem,
+) -> None:
+    with capture_logs() as logs:
+        job = system.compile(  # the defaults: max_errors=10 is never reached by 4 examples
+            BootstrapFewShot(metric=always_raises),
+            student=dx.Predict("question -> answer"),
+            trainset=trainset()[:4],
+        )
+        with pytest.raises(ZeroDivisionError, match="metric bug"):
+            job.result(timeout=10)
+
+    status = job.status()
+    assert status.state == "failed" and "ZeroDivisionError: metric bug" in (status.error or "")
+    assert status.errors == 4 and status.restarts == MAX_METRIC_CRASHES
+    logged = [e for e in logs if e["event"] == "compile.metric_error"]
+    assert len(logged) == 1 and logged[0]["log_level"] == "warning"
+    assert isinstance(logged[0]["exc_info"], ZeroDivisionError)
+    assert logged[0]["exc_info"].__traceback__ is not None
+
+
+def test_a_random_search_whose_metric_raises_on_every_example_ends_failed_with_that_error(
+    system: dx.ActorSystem,
+) -> None:
+    with capture_logs() as logs:
+        job = system.compile(
+            BootstrapFewShotWithRandomSearch(metric=always_raises, num_candidate_programs=1),
+            student=dx.Predict("question -> answer"),
+            trainset=trainset()[:4],
+        )
+        with pytest.raises(ZeroDivisionError, match="metric bug"):
+            job.result(timeout=20)
+
+    assert job.status().state == "failed"
+    assert len([e for e in logs if e["event"] == "compile.metric_error"]) == 1
+
+
+def test_a_metric_that_raises_on_some_examples_still_compiles(system: dx.ActorSystem) -> None:
+    def picky(example: dx.Example, prediction: Any, trace: Any = None) -> bool:
+        if "Atlantis" in example.question or "Narnia" in example.question:
+            raise KeyError("no such city")
+        return exact(example, prediction)
+
+    job = system.compile(
+        bootstrap(picky), student=dx.Predict("question -> answer"), trainset=trainset()
+    )
+    compiled = job.result(timeout=10)
+
+    assert job.status().state == "done" and job.status().errors == 2
+    assert len([d for d in compiled.predictors()[0].demos if d.get("augmented")]) == 8
+
+
+# -------------------------------------------------------- damaged checkpoints
+
+
+def finished_checkpoint(system: dx.ActorSystem, directory: Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint file of a finished bootstrap of ``trainset()``, and its JSON."""
+    job = system.compile(
+        bootstrap(),
+        student=dx.Predict("question -> answer"),
+        trainset=trainset(),
+        checkpoint_dir=directory,
+    )
+    job.result(timeout=10)
+    assert job.checkpoint_path is not None
+    return job.checkpoint_path, json.loads(job.checkpoint_path.read_text())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("t/0/0", "x", "entry 't/0/0': the entry must be an object"),
+        ("t/0/0", {"ok": True, "prediction": {}, "trace": "x"}, "field 'trace' must be a list"),
+        ("t/1/0", {"ok": True, "prediction": [], "trace": []}, "'prediction' must be an object"),
+        ("t/1/0", {"ok": False, "error": "boom"}, "field 'error' must be an object"),
+        ("v/0/0", {"ok": "yes"}, "entry 'v/0/0': field 'ok' must be a bool"),
+        ("v/0/0", {"ok": True, "error": None, "demos": {"self": "bad"}}, "demos['self']"),
+        ("v/0/0", {"ok": True, "error": None, "demos": {"self": [1]}}, "demos['self'][0]"),
+        ("e/abc/0", {"score": 1.0, "error": None}, "not an entry this teleprompter writes"),
+        ("x", 1, "entry 'x': not an entry this teleprompter writes"),
+    ],
+)
+def test_a_checkpoint_with_wrong_typed_entries_is_refused_before_the_job_starts(
+    system: dx.ActorSystem,
+    lm_server: RuleBasedLMServer,
+    tmp_path: Path,
+    key: str,
+    value: Any,
+    message: str,
+) -> None:
+    path, data = finished_checkpoint(system, tmp_path)
+    data["entries"][key] = value  # the fingerprint is still right
+    path.write_text(json.dumps(data))
+    lm_server.reset_stats()
+    jobs_before = {c.ref for c in sv.which_children(system.teleprompters.name)}
+
+    with pytest.raises(CheckpointError, match=re.escape(message)) as raised:
+        system.compile(
+            bootstrap(),
+            student=dx.Predict("question -> answer"),
+            trainset=trainset(),
+            checkpoint_dir=tmp_path,
+        )
+
+    assert str(path) in str(raised.value)
+    jobs_after = {c.ref for c in sv.which_children(system.teleprompters.name)}
+    assert jobs_after <= jobs_before  # no job started, so no crash loop
+    assert lm_server.request_count == 0
+
+
+def test_a_checkpoint_cut_inside_a_utf8_character_is_a_checkpoint_error(
+    system: dx.ActorSystem, tmp_path: Path
+) -> None:
+    path, data = finished_checkpoint(system, tmp_path)
+    data["entries"]["t/0/0"]["prediction"]["answer"] = "Zürich"
+    raw = json.dumps(data, ensure_ascii=False).encode()
+    path.write_bytes(raw[: raw.index("ü".encode()) + 1])
+
+    with pytest.raises(CheckpointError, match="is not JSON: UnicodeDecodeError"):
+        system.compile(
+            bootstrap(),
+            student=dx.Predict("question -> answer"),
+            trainset=trainset(),
+            checkpoint_dir=tmp_path,
+        )
+
+
+# ------------------------------------------------------------ names and progress
+
+
+class QA(dx.Module):
+    def __init__(self) -> None:
+        self.qa = dx.Predict("question -> answer")
+
+    def forward(self, question: str) -> Any:  # type: ignore[override]
+        return self.qa(question=question)
+
+
+def test_compile_requests_and_events_name_the_users_program_not_internal_wrappers(
+    system: dx.ActorSystem,
+) -> None:
+    with capture_logs() as logs:
+        system.compile(bootstrap(), student=QA(), trainset=trainset()[:3]).result(timeout=10)
+        system.compile(
+            bootstrap(), student=dx.Predict("question -> answer"), trainset=trainset()[:3]
+        ).result(timeout=10)
+
+    assert {e["program"] for e in logs if e["event"] == "request.stop"} == {
+        "QA",
+        "Predict StringSignature",  # the runtime's label of a bare Predict
+    }
+    shown = [e["predictors"] for e in logs if e["event"] == "demo.bootstrapped"]
+    assert shown == [["qa"]] * 2 + [["Predict(question -> answer)"]] * 2  # Atlantis fails
+    assert not any("TracedRun" in str(v) or "'self'" in str(v) for e in logs for v in e.values())
+
+
+def test_job_result_shows_progress_on_stderr_while_it_waits(
+    system: dx.ActorSystem, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = system.compile(bootstrap(), student=dx.Predict("question -> answer"), trainset=trainset())
+    job.result(timeout=10)
+    lines = capsys.readouterr().err.splitlines()
+    finals = [line for line in lines if line.startswith("BootstrapFewShot: 10/10 (100%)")]
+    assert len(finals) == 1 and "done, errors 0" in finals[0] and "unit/s" in finals[0]
+
+    tp = bootstrap()
+    tp.compile(
+        dx.Predict("question -> answer"), trainset=trainset(), system=system, display_progress=False
+    )
+    assert "BootstrapFewShot:" not in capsys.readouterr().err
+
+
+def test_job_progress_bar_is_cleared_on_a_timeout_and_left_when_the_job_ends(
+    system: dx.ActorSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    screen = FakeTTY()
+    monkeypatch.setattr(sys, "stderr", screen)
+    metric = Blocking(at=3)
+    job = system.compile(
+        bootstrap(metric), student=dx.Predict("question -> answer"), trainset=trainset()
+    )
+    assert metric.entered.wait(5)
+
+    with pytest.raises(TimeoutError):
+        job.result(timeout=0.3)
+    assert "BootstrapFewShot" in screen.getvalue()
+    assert terminal_rows(screen.getvalue()) == [""]  # drawn, then cleared
+    metric.release.set()
+    job.result(timeout=10)
+
+    rows = terminal_rows(screen.getvalue())
+    assert len(rows) == 2 and rows[1] == ""  # one bar row, left in place, then a newline
+    assert rows[0].startswith("BootstrapFewShot: 100%|") and "| 10/10 [" in rows[0]

@@ -1,16 +1,15 @@
 """Teleprompter semantics (DSPy 3.x's LabeledFewShot, BootstrapFewShot, random search),
 their independence from concurrency and completion order, and that compiling helps.
 
-Against a real RuleBasedLMServer (cache off). The server's demo-following rule makes
-demos matter: without demos it answers "The answer is Paris.", with short demos
-just "Paris", so an exact-match metric fails zero-shot and passes few-shot.
+Against a real RuleBasedLMServer (the shared ``lm_server`` and ``system`` fixtures,
+cache off). The server's demo-following rule makes demos matter: without demos it
+answers "The answer is Paris.", with short demos just "Paris", so an exact-match
+metric fails zero-shot and passes few-shot.
 """
 
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -48,19 +47,6 @@ def exact(example: dx.Example, prediction: Any, trace: Any = None) -> bool:
     return bool(prediction.answer == example.answer)
 
 
-@pytest.fixture
-def server() -> Iterator[RuleBasedLMServer]:
-    with RuleBasedLMServer() as running:
-        yield running
-
-
-@pytest.fixture
-def system(server: RuleBasedLMServer) -> Iterator[dx.ActorSystem]:
-    lm = dx.LM("openai/rule-based", api_base=server.api_base, api_key="sk-test")
-    with dx.start(lm=lm, name=f"tp-{uuid.uuid4().hex[:8]}", cache=False) as running:
-        yield running
-
-
 def only(program: dx.Module) -> dx.Predict:
     """The single predictor of a one-predictor program."""
     (predictor,) = program.predictors()
@@ -85,7 +71,7 @@ class TwoStep(dx.Module):
 
 
 def test_labeled_few_shot_samples_k_demos_with_its_seed_into_every_predictor(
-    system: dx.ActorSystem, server: RuleBasedLMServer
+    system: dx.ActorSystem, lm_server: RuleBasedLMServer
 ) -> None:
     trainset = capitals(10)
 
@@ -95,7 +81,7 @@ def test_labeled_few_shot_samples_k_demos_with_its_seed_into_every_predictor(
     rng = random.Random(7)
     expected = [rng.sample(trainset, 3), rng.sample(trainset, 3)]
     assert [p.demos for p in compiled.predictors()] == expected
-    assert server.request_count == 0
+    assert lm_server.request_count == 0
     small = LabeledFewShot(k=16).apply(dx.Predict("question -> answer"), trainset[:2])
     assert only(small).demos == random.Random(0).sample(trainset[:2], 2)
     assert only(LabeledFewShot(k=4, sample=False).apply(small, trainset)).demos == trainset[:4]
@@ -142,16 +128,16 @@ def test_bootstrap_records_a_demo_per_predictor_of_a_composed_program(
 
 
 def test_bootstrap_demos_do_not_depend_on_concurrency_or_completion_order(
-    system: dx.ActorSystem, server: RuleBasedLMServer
+    system: dx.ActorSystem, lm_server: RuleBasedLMServer
 ) -> None:
     trainset = capitals(14)
     trainset[2:2] = UNKNOWN  # some examples fail the metric
     slow = {"slow": Fault("slow", delay=0.01)}
     results = []
     for concurrency, fault_seed in ((1, None), (16, 1), (16, 2), (5, 3)):
-        server.clear_faults()
+        lm_server.clear_faults()
         if fault_seed is not None:  # random slow requests: a different completion order
-            server.set_fault_rates({"slow": 0.4}, seed=fault_seed, templates=slow)
+            lm_server.set_fault_rates({"slow": 0.4}, seed=fault_seed, templates=slow)
         tp = BootstrapFewShot(
             metric=exact, max_bootstrapped_demos=6, max_labeled_demos=9, max_concurrency=concurrency
         )
@@ -162,14 +148,14 @@ def test_bootstrap_demos_do_not_depend_on_concurrency_or_completion_order(
 
 
 def test_bootstrap_runs_more_rounds_for_a_failing_example(
-    system: dx.ActorSystem, server: RuleBasedLMServer
+    system: dx.ActorSystem, lm_server: RuleBasedLMServer
 ) -> None:
     trainset = [UNKNOWN[0], *capitals(2)]
     tp = BootstrapFewShot(metric=exact, max_bootstrapped_demos=2, max_rounds=3)
 
     compiled = tp.compile(dx.Predict("question -> answer"), trainset=trainset, system=system)
 
-    teacher_requests = [r for r in server.requests if "Atlantis" in str(r["messages"][-1])]
+    teacher_requests = [r for r in lm_server.requests if "Atlantis" in str(r["messages"][-1])]
     assert [r.get("temperature") for r in teacher_requests] == [0.0, 1.0, 1.0]
     assert [d.get("augmented", False) for d in only(compiled).demos] == [True, True, False]
 
@@ -189,9 +175,9 @@ def test_metric_threshold_decides_which_traces_pass(system: dx.ActorSystem) -> N
 
 
 def test_too_many_errors_fail_the_bootstrap_with_the_error(
-    system: dx.ActorSystem, server: RuleBasedLMServer
+    system: dx.ActorSystem, lm_server: RuleBasedLMServer
 ) -> None:
-    server.set_fault_rates({"400": 1.0})
+    lm_server.set_fault_rates({"400": 1.0})
     tp = BootstrapFewShot(metric=exact, max_errors=3, max_concurrency=2)
 
     job = system.compile(tp, student=dx.Predict("question -> answer"), trainset=capitals(8))
@@ -219,7 +205,7 @@ def test_a_compiled_program_beats_the_uncompiled_one(system: dx.ActorSystem) -> 
 
 
 def test_bad_inputs_are_rejected_when_the_job_starts(
-    system: dx.ActorSystem, server: RuleBasedLMServer
+    system: dx.ActorSystem, lm_server: RuleBasedLMServer
 ) -> None:
     student = dx.Predict("question -> answer")
     tp = BootstrapFewShot(metric=exact)

@@ -20,6 +20,7 @@ import dspex_actors as dx
 import supervisors as sv
 from dspex_actors.runtime import call_result
 from dspex_actors.runtime._fanout import GRACE
+from tests.dspex_actors.sigint import ctrl_c_delivered
 
 
 @pytest.fixture
@@ -98,9 +99,10 @@ def test_ctrl_c_during_a_batch_kills_its_programs(
         _thread.interrupt_main()
 
     interrupter = threading.Thread(target=interrupt)
-    interrupter.start()
-    with pytest.raises(KeyboardInterrupt):
-        program.batch([{"question": f"q{n}?"} for n in range(20)], max_concurrency=3)
+    with ctrl_c_delivered():  # also when the test run started with SIGINT ignored
+        interrupter.start()
+        with pytest.raises(KeyboardInterrupt):
+            program.batch([{"question": f"q{n}?"} for n in range(20)], max_concurrency=3)
     interrupter.join()
     assert program.entered == 3  # the other 17 never started
     assert live_programs(system) == 0
