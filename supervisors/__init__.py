@@ -45,7 +45,7 @@ from supervisors._errors import (
 from supervisors._fanout import FanOut, Settled, Slot, fan_out
 from supervisors._introspect import Status, TreeNode, format_tree, get_state, get_status, tree
 from supervisors._lifecycle import kill, stop
-from supervisors._log import describe_reason, safe_repr
+from supervisors._log import describe_reason, get_logger, safe_repr
 from supervisors._messages import (
     Down,
     Exit,
@@ -114,6 +114,7 @@ __all__ = [
     "describe_reason",
     "fan_out",
     "format_tree",
+    "get_logger",
     "get_state",
     "get_status",
     "is_normal",

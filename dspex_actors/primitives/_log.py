@@ -1,4 +1,4 @@
-"""The package's logger: ``structlog.get_logger("dspex_actors")``.
+"""The package's logger: ``sv.get_logger("dspex_actors")`` (never on stdout).
 
 The package never configures structlog when imported; ``dx.start(configure_logs=True)``
 does (see ``docs/runtime.md``). Supervisor reports log as ``supervisors``.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
+import supervisors as sv
 
 __all__ = ["logger"]
 
-logger: Any = structlog.get_logger("dspex_actors")
+logger: Any = sv.get_logger("dspex_actors")
