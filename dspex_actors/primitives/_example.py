@@ -229,11 +229,16 @@ class Prediction(Example):
         return self._completions
 
     def get_lm_usage(self) -> Any:
-        """Token usage recorded for the call that produced this prediction, if any."""
+        """Tokens the call that produced this prediction used, summed over its LM calls.
+
+        Keyed by LM as DSPy's is: ``{"openai/gpt-4o-mini": {"prompt_tokens": ...,
+        "completion_tokens": ..., "total_tokens": ...}}``; ``{}`` when every LM call was
+        a cache hit; ``None`` for a prediction not made by a module call.
+        """
         return self._lm_usage
 
     def set_lm_usage(self, value: Any) -> None:
-        """Record token usage for this prediction."""
+        """Set what :meth:`get_lm_usage` returns (the runtime does, as DSPy's does)."""
         self._lm_usage = value
 
     def __repr__(self) -> str:

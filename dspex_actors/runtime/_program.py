@@ -25,6 +25,8 @@ logs ``request.retries_exhausted`` at WARNING.
 
 from __future__ import annotations
 
+import collections
+import datetime
 import itertools
 import random
 import threading
@@ -97,6 +99,8 @@ class Runtime:
     default_lm: str = "default"
     adapter: ChatAdapter = field(default_factory=ChatAdapter)
     admissions: AdmissionTable | None = None
+    history: collections.deque[dict[str, Any]] | None = None
+    """The system's bounded history of LM calls (``system.history()``), or ``None``."""
 
 
 def current_program() -> ProgramActor | None:
@@ -226,6 +230,7 @@ class ProgramActor(sv.Actor):
         self.lm_calls = 0
         self.cache_hits = 0
         self.tokens = 0
+        self.usage: dict[str, dict[str, int]] = {}  # model -> token counts of this request
         self._workers: dict[str, sv.Actor] = {}
         self._rng: random.Random | None = None  # made on the first retry (seeding costs)
         self._status = "starting"
@@ -248,6 +253,8 @@ class ProgramActor(sv.Actor):
         try:
             outcome = self.module.forward(**self.inputs)
             status = "ok"
+            if isinstance(outcome, Prediction):
+                outcome.set_lm_usage({model: dict(u) for model, u in self.usage.items()})
         except LMError as exc:
             outcome = Failed(exc)
             status = type(exc).__name__
@@ -365,7 +372,9 @@ class ProgramActor(sv.Actor):
         """The completion for ``messages`` and its cache key if it came from the LM
         (``None`` for a cache hit or when there is no cache: nothing to store)."""
         if self.runtime.cache_name is None:
-            return self._request(lm_name, lm, messages, overrides), None
+            completion = self._request(lm_name, lm, messages, overrides)
+            self._note_call(lm, messages, completion, cache_hit=False)
+            return completion, None
         key = self._key(lm, messages, overrides)
         cached = self._cache_get(key)
         if cached is not None:
@@ -375,8 +384,36 @@ class ProgramActor(sv.Actor):
                 logger.warning("cache.bad_entry", key=key[:16])
             else:
                 self.cache_hits += 1
+                self._note_call(lm, messages, completion, cache_hit=True)
                 return completion, None
-        return self._request(lm_name, lm, messages, overrides), key
+        completion = self._request(lm_name, lm, messages, overrides)
+        self._note_call(lm, messages, completion, cache_hit=False)
+        return completion, key
+
+    def _note_call(
+        self, lm: LM, messages: list[dict[str, Any]], completion: Completion, *, cache_hit: bool
+    ) -> None:
+        """Count this call's tokens for ``get_lm_usage()`` and add it to the system's history."""
+        usage = {} if cache_hit else dict(completion.usage)
+        if usage:
+            mine = self.usage.setdefault(lm.model, {})
+            for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                value = usage.get(name)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    mine[name] = mine.get(name, 0) + value
+        history = self.runtime.history
+        if history is not None:
+            history.append(
+                {
+                    "timestamp": datetime.datetime.now().isoformat(),
+                    "model": lm.model,
+                    "messages": messages,
+                    "outputs": [completion.text],
+                    "usage": usage,
+                    "latency_ms": round(completion.latency_s * 1000, 3),
+                    "cache_hit": cache_hit,
+                }
+            )
 
     def _request(
         self, lm_name: str, lm: LM, messages: list[dict[str, Any]], overrides: dict[str, Any]

@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+import collections
+import copy
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, Protocol, TypeVar
+from typing import Any, Literal, ParamSpec, Protocol, TextIO, TypeVar
 
 import pykka
 import structlog
@@ -34,9 +36,13 @@ from dspex_actors.runtime._health import (
     stats_report,
 )
 from dspex_actors.runtime._heart import Heart, Watch
+from dspex_actors.runtime._history import print_history
 from dspex_actors.runtime._program import Runtime, run_in_program
 
 __all__ = ["ActorSystem", "Compiler", "NoSystemError", "current_system", "start"]
+
+DEFAULT_HISTORY_SIZE = 100
+"""LM calls a system remembers for :meth:`ActorSystem.history` by default."""
 
 DEFAULT_REQUEST_TIMEOUT = 60.0
 """Per-request deadline (seconds) when the retry policy sets none."""
@@ -149,7 +155,10 @@ class ActorSystem:
         max_programs: int | None = None,
         on_down: OnDown = "stay",
         down_backoff: sv.Backoff | None = None,
+        history_size: int = DEFAULT_HISTORY_SIZE,
     ) -> None:
+        if not isinstance(history_size, int) or history_size < 0:
+            raise ValueError(f"history_size must be an int >= 0, got {history_size!r}")
         if not lms:
             raise ValueError("an ActorSystem needs at least one LM")
         for lm_name, lm in lms.items():
@@ -178,6 +187,7 @@ class ActorSystem:
             retry=retry,
             default_lm=default,
             admissions=self._admissions,
+            history=collections.deque(maxlen=history_size) if history_size else None,
         )
         self._lm_refs = _LMRefs(self._lm_names, default)
         self._services: list[sv.ChildSpec] = []  # started again after a system restart
@@ -544,6 +554,25 @@ class ActorSystem:
         """
         return stats_report(self._facts())
 
+    def history(self, n: int = 5) -> list[dict[str, Any]]:
+        """The last ``n`` LM calls, oldest first: messages, outputs, usage, latency, cache hit.
+
+        Bounded (``dx.start(history_size=100)`` by default; 0 keeps none), shared by all
+        programs of this system, and without API keys (messages and completions only).
+        Each entry is a copy: changing it changes nothing here.
+        """
+        kept = self.runtime.history
+        if kept is None or n <= 0:
+            return []
+        return copy.deepcopy(list(kept)[-n:])
+
+    def inspect_history(self, n: int = 1, file: TextIO | None = None) -> None:
+        """Print the last ``n`` LM calls as DSPy's ``inspect_history`` does.
+
+        To stdout in colour, or to ``file`` without colour codes.
+        """
+        print_history(self.history(n), file=file)
+
     def clear_cache(self) -> None:
         """Drop every cache entry (memory and file)."""
         self._check_open()
@@ -606,6 +635,7 @@ def start(
     configure_logs: bool = True,
     on_down: OnDown = "stay",
     down_backoff: sv.Backoff | None = None,
+    history_size: int = DEFAULT_HISTORY_SIZE,
 ) -> ActorSystem:
     """Start an :class:`ActorSystem` and make it the current one.
 
@@ -640,6 +670,7 @@ def start(
             max_programs=max_programs,
             on_down=on_down,
             down_backoff=down_backoff,
+            history_size=history_size,
         )
     except sv.AlreadyStarted as exc:
         raise _NameTaken(exc.name, exc.holder, name) from None
