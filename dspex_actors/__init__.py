@@ -158,12 +158,28 @@ __all__ = [
 ]
 
 
+def _public_module(value: Any) -> Any:
+    """Show our exceptions as ``dspex_actors.X`` in tracebacks (trio does the same)."""
+    if (
+        isinstance(value, type)
+        and issubclass(value, BaseException)
+        and value.__module__.startswith("dspex_actors.")
+    ):
+        value.__module__ = "dspex_actors"
+    return value
+
+
+for _name in __all__:
+    if _name in globals():
+        _public_module(globals()[_name])
+
+
 def __getattr__(name: str) -> Any:
     """Import a lazily loaded public name (or subpackage) on first access, then keep it."""
     if name in _LAZY_MODULES:
         value: Any = importlib.import_module(f"dspex_actors.{name}")
     elif name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        value = _public_module(getattr(importlib.import_module(_LAZY[name]), name))
     else:
         raise AttributeError(f"module 'dspex_actors' has no attribute {name!r}")
     globals()[name] = value

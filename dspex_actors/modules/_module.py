@@ -80,11 +80,21 @@ class Module:
         """Compose sub-modules; runs inside the request's program actor."""
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
-    def __call__(self, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            raise TypeError(
+                f"{type(self).__name__} takes its inputs as keyword arguments, "
+                f"e.g. {self._keyword_example()}; got {len(args)} positional argument(s)"
+            )
         if current_program() is not None:
             return self.forward(**kwargs)
         self._check_inputs(kwargs)
         return self._system().run(self, kwargs)
+
+    def _keyword_example(self) -> str:
+        signature = getattr(self, "signature", None)
+        names = list(getattr(signature, "input_fields", {}) or ["question"])
+        return f"{type(self).__name__.lower()}({', '.join(f'{n}=...' for n in names)})"
 
     def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
         """Validate inputs before any I/O (overridden by :class:`Predict`)."""

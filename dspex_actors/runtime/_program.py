@@ -590,9 +590,11 @@ class ProgramActor(sv.Actor):
 def _module_label(module: Any) -> str:
     module = getattr(module, "__wrapped__", module)  # a wrapper (Evaluate's) names the user's
     signature = getattr(module, "signature", None)
-    if signature is not None:
-        return f"{type(module).__name__} {getattr(signature, '__name__', 'Signature')}"
-    return type(module).__name__
+    if signature is None:
+        return type(module).__name__
+    name = getattr(signature, "__name__", "Signature")
+    shown = getattr(signature, "signature", name) if name == "StringSignature" else name
+    return f"{type(module).__name__}({shown})"  # Predict(question -> answer), Predict(QA)
 
 
 # ----------------------------------------------------------------------- entry point

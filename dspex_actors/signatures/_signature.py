@@ -403,8 +403,9 @@ class Signature(BaseModel, metaclass=SignatureMeta):
                 parts.append(f"missing input field(s) {', '.join(missing)}")
             if unknown:
                 parts.append(f"unknown input field(s) {', '.join(unknown)}")
+            shown = cls.signature if cls.__name__ == "StringSignature" else cls.__name__
             raise InputFieldsError(
-                f"{cls.__name__}({cls.signature}): {'; '.join(parts)}; "
+                f"signature {shown!r}: {'; '.join(parts)}; "
                 f"expected input fields: {', '.join(fields) or '(none)'}",
                 missing=missing,
                 unknown=unknown,

@@ -227,3 +227,18 @@ def test_a_deeply_nested_program_file_is_a_program_file_error(tmp_path: Path) ->
 
     with pytest.raises(dx.ProgramFileError, match="nested too deeply"):
         dx.Predict("question -> answer").load(path)
+
+
+def test_a_positional_call_explains_the_keyword_form() -> None:
+    qa = dx.Predict("question -> answer")
+    with pytest.raises(TypeError, match=r"keyword arguments, e\.g\. predict\(question=\.\.\.\)"):
+        qa("What is the capital of France?")
+
+
+def test_errors_read_as_public_names_not_internal_modules(system: dx.ActorSystem) -> None:
+    qa = dx.Predict("question -> answer")
+    with pytest.raises(dx.InputFieldsError) as caught:
+        qa(q="x")
+    assert type(caught.value).__module__ == "dspex_actors"
+    assert "StringSignature" not in str(caught.value)
+    assert "'question -> answer'" in str(caught.value)

@@ -595,7 +595,7 @@ def test_compile_requests_and_events_name_the_users_program_not_internal_wrapper
 
     assert {e["program"] for e in logs if e["event"] == "request.stop"} == {
         "QA",
-        "Predict StringSignature",  # the runtime's label of a bare Predict
+        "Predict(question -> answer)",  # a bare Predict, named by its signature
     }
     shown = [e["predictors"] for e in logs if e["event"] == "demo.bootstrapped"]
     assert shown == [["qa"]] * 2 + [["Predict(question -> answer)"]] * 2  # Atlantis fails
