@@ -288,8 +288,8 @@ class ProgramActor(sv.Actor):
         label = _module_label(self.module)
         n = len(self._workers)
         if n:
-            return f"({label})  waiting on {n} worker{'s' if n != 1 else ''}"
-        return f"({label})  {self._status}"
+            return f"{label}  waiting on {n} worker{'s' if n != 1 else ''}"
+        return f"{label}  {self._status}"
 
     # --------------------------------------------------------------- LM calls
 

@@ -331,9 +331,11 @@ def test_a_flaky_upstream_under_sixteen_callers_never_trips_the_default_breaker(
     qa = dx.Predict("question -> answer")
     questions = [{"question": f"What is {i} + {i}?"} for i in range(192)]
 
-    results = qa.batch(questions, max_concurrency=16)
+    results = qa.batch(questions, max_concurrency=16, return_exceptions=True)
 
-    assert all(isinstance(r, dx.Prediction) for r in results)
+    # A request may still exhaust its 6 attempts (0.27**6 each); none may be refused.
+    assert not any(isinstance(r, dx.CircuitOpen) for r in results)
+    assert sum(isinstance(r, dx.Prediction) for r in results) >= 188
     stats = system.stats()["lms"]["default"]
     assert stats["circuit_open_refusals"] == 0
     assert stats["errors"] > 20  # the faults did happen

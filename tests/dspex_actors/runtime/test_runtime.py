@@ -307,7 +307,7 @@ def test_tree_shows_a_program_waiting_on_its_worker(
             threading.Event().wait(0.005)
         assert node is not None, system.tree()
         assert node.actor_class == "ProgramActor"
-        assert "Predict QA" in (node.info or "")
+        assert "Predict(QA)" in (node.info or "")
         system.shutdown()
         caller.join(10)
         assert programs is not None
