@@ -187,6 +187,12 @@ def _after(tour: _Tour) -> None:
     tour.section("supervision tree and stats after the drills")
     out.write(f"{system.tree()}\n")
     out.write(json.dumps(_redact(system.stats()), indent=2, default=str) + "\n")
+    tour.section("health() (what a service's /health would return)")
+    health = system.health()
+    out.write(json.dumps(health, indent=2, default=str) + "\n")
+    if health["status"] != "healthy":
+        out.write(f"unexpected: status {health['status']}\n")
+        tour.problems += 1
     if sv.count_children(system.programs.name).active != 0:
         out.write("unexpected: program actors left running\n")
         tour.problems += 1
