@@ -107,6 +107,13 @@ class ChatAdapter:
 
     # ------------------------------------------------------------------ format
 
+    def request_overrides(self) -> dict[str, Any]:
+        """Request parameters this adapter's LM calls need (none for the chat format).
+
+        The predictor's own ``config`` wins over these.
+        """
+        return {}
+
     def format(
         self,
         signature: type[Signature],
@@ -330,9 +337,10 @@ def _sections(completion: str) -> Iterator[tuple[str, str]]:
 class JSONAdapter(ChatAdapter):
     """DSPy's ``JSONAdapter``: same system prompt idea, outputs as one JSON object.
 
-    Used as :class:`ChatAdapter`'s fallback; it has no fallback of its own. (DSPy also
-    asks the LM for ``response_format`` JSON when it can; that belongs to the LM call,
-    not to this class.) Stateless and thread-safe.
+    Used as :class:`ChatAdapter`'s fallback; it has no fallback of its own. As DSPy
+    does, its calls ask the LM for JSON (:meth:`request_overrides`: OpenAI's JSON mode,
+    ``response_format={"type": "json_object"}``; DSPy sends a JSON schema instead where
+    litellm says the model supports one). Stateless and thread-safe.
     """
 
     name = "JSONAdapter"
@@ -343,6 +351,10 @@ class JSONAdapter(ChatAdapter):
     def fallback(self) -> ChatAdapter | None:
         """``None``: the JSON adapter is the last resort."""
         return None
+
+    def request_overrides(self) -> dict[str, Any]:
+        """``response_format`` JSON mode for this adapter's LM calls."""
+        return {"response_format": {"type": "json_object"}}
 
     def format_field_structure(self, signature: type[Signature]) -> str:
         """Input sections, then the JSON object the outputs will be."""

@@ -307,7 +307,7 @@ class ProgramActor(sv.Actor):
         signature = predictor.signature
         adapter = predictor.adapter or runtime.adapter
         demos = list(predictor.demos)
-        overrides = dict(predictor.config)
+        overrides = {**adapter.request_overrides(), **predictor.config}
         messages = adapter.format(signature, demos, inputs)
         self.lm_calls += 1
         try:
@@ -321,6 +321,7 @@ class ProgramActor(sv.Actor):
                 first.attempts = self.attempts
                 raise
             messages = json_adapter.format(signature, demos, inputs)
+            overrides = {**json_adapter.request_overrides(), **predictor.config}
             try:
                 completion, key = self._complete(lm_name, lm, messages, overrides)
                 parsed = json_adapter.parse(signature, completion.text)

@@ -86,3 +86,28 @@ def test_history_size_zero_keeps_nothing(start_system: SystemFactory) -> None:
     system = start_system(history_size=0)
     dx.Predict("question -> answer")(question="What is 1 + 1?")
     assert system.history() == []
+
+
+def test_the_json_path_asks_the_lm_for_json_mode_as_dspy_does(
+    start_system: SystemFactory, lm_server: Any
+) -> None:
+    start_system(cache=False)
+    lm_server.inject("bad_format")  # the chat answer does not parse: the JSON fallback runs
+
+    dx.Predict("question -> answer")(question="What is 6 + 1?")
+
+    first, second = lm_server.requests[-2:]
+    assert "response_format" not in first  # the chat format asks for no JSON mode
+    assert second["response_format"] == {"type": "json_object"}
+
+
+def test_a_predictor_config_wins_over_the_adapters_response_format(
+    start_system: SystemFactory, lm_server: Any
+) -> None:
+    start_system(cache=False)
+    mine = {"type": "text"}
+    qa = dx.Predict("question -> answer", adapter=dx.JSONAdapter(), response_format=mine)
+
+    qa(question="What is 6 + 2?")
+
+    assert lm_server.requests[-1]["response_format"] == mine
