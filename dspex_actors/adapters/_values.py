@@ -249,9 +249,21 @@ def _find_enum_member(enum_type: type[enum.Enum], identifier: Any) -> enum.Enum:
     for member in enum_type:
         if member.value == identifier:
             return member
-    if identifier in enum_type.__members__:
+    if isinstance(identifier, str) and identifier in enum_type.__members__:  # a dict is unhashable
         return enum_type[identifier]
-    raise ValueError(f"{identifier} is not a valid name or value for the enum {enum_type.__name__}")
+    raise ValueError(
+        f"{_excerpt(identifier)} is not a valid name or value for the enum {enum_type.__name__}"
+    )
+
+
+def _excerpt(value: Any, limit: int = 200) -> str:
+    """``value`` as short text for an error: cut to ``limit`` characters, never raising
+    (``str`` of a 5,000-digit int raises ``ValueError``)."""
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except Exception:  # any failure to show a value only hides it
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 def parse_value(value: Any, annotation: Any) -> Any:

@@ -50,6 +50,7 @@ class LMCounters:
         self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
         self.counts: collections.Counter[str] = collections.Counter()
         self.restarts = 0
+        self.warned_bad_outcome = False  # an Outcome with wrong-typed fields was logged
 
     def stats(self, model: str) -> dict[str, Any]:
         """Counts, errors by type, tokens and latency percentiles (taken under the lock).
@@ -81,6 +82,43 @@ class LMCounters:
             "restarts": restarts,
             "client_restarts": restarts,  # the earlier name, kept
         }
+
+
+_TOKEN_KEYS = ("prompt_tokens", "completion_tokens")
+
+
+def _is_count(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _checked_parts(outcome: Outcome) -> tuple[float | None, dict[str, int], list[str]]:
+    """What of ``outcome`` can be counted: its latency (None if not a finite number >= 0),
+    its token counts (ints >= 0; a missing or None count is 0), and the fields ignored.
+
+    An :class:`Outcome` is told by I/O workers but any sender can tell one; a wrong-typed
+    field must not crash the client (nor, later, its stats).
+    """
+    ignored: list[str] = []
+    latency: Any = getattr(outcome, "latency_s", None)
+    is_number = isinstance(latency, (int, float)) and not isinstance(latency, bool)
+    if not is_number or not math.isfinite(latency) or latency < 0:
+        latency = None
+    if latency is None:
+        ignored.append("latency_s")
+    usage: Any = getattr(outcome, "usage", None)
+    tokens: dict[str, int] = {}
+    if usage is not None and not isinstance(usage, dict):
+        ignored.append("usage")
+        usage = None
+    for key in _TOKEN_KEYS:
+        value = None if usage is None else usage.get(key)
+        if value is None:
+            continue
+        if _is_count(value):
+            tokens[key] = value
+        else:
+            ignored.append(f"usage.{key}")
+    return (None if latency is None else float(latency)), tokens, ignored
 
 
 class Admission:
@@ -183,15 +221,18 @@ class Admission:
         """
         counts = self.counters.counts
         opened = False
+        latency, tokens, ignored = _checked_parts(outcome)
         with self._lock:
             counts["requests"] += 1
-            self.counters.latencies.append(outcome.latency_s)
+            if latency is not None:
+                self.counters.latencies.append(latency)
+            if ignored:
+                warn, self.counters.warned_bad_outcome = not self.counters.warned_bad_outcome, True
             if outcome.ok:
                 self._breaker.record_success()
                 counts["ok"] += 1
-                usage = outcome.usage or {}
-                counts["prompt_tokens"] += int(usage.get("prompt_tokens", 0) or 0)
-                counts["completion_tokens"] += int(usage.get("completion_tokens", 0) or 0)
+                for key, value in tokens.items():
+                    counts[key] += value
             else:
                 error: LMError | None = outcome.error
                 opened = self._breaker.record_failure(error)
@@ -199,6 +240,13 @@ class Admission:
                 counts[f"error:{type(error).__name__}"] += 1
             if opened:
                 breaker = self._breaker.snapshot()
+        if ignored and warn:
+            logger.warning(
+                "lm.outcome_ignored_fields",
+                lm=self.lm_name,
+                fields=ignored,
+                note="values of the wrong type were not counted (warned once per LM)",
+            )
         if opened:
             logger.warning(
                 "lm.breaker_opened",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import typing
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any, cast, get_origin
 
@@ -75,12 +76,15 @@ def parse_signature(text: str, custom_types: Mapping[str, Any]) -> dict[str, tup
     if text.count("->") != 1:
         raise SignatureError(f"Invalid signature {text!r}: it must contain exactly one '->'")
     inputs_text, outputs_text = text.split("->")
-    inputs = list(_parse_field_list(inputs_text, text, custom_types))
-    outputs = list(_parse_field_list(outputs_text, text, custom_types))
+    try:
+        inputs = list(_parse_field_list(inputs_text, text, custom_types))
+        outputs = list(_parse_field_list(outputs_text, text, custom_types))
+    except RecursionError as exc:  # a safety net: the parser itself bounds nesting
+        raise SignatureError(f"Invalid signature {_excerpt(text)}: nested too deeply") from exc
     if not outputs:
         raise SignatureError(f"Invalid signature {text!r}: it has no output fields")
-    names = [name for name, _, _ in inputs + outputs]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(name for name, _, _ in inputs + outputs)  # linear, not names.count per name
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
     if duplicates:
         raise SignatureError(
             f"Invalid signature {text!r}: duplicate field name(s) {', '.join(duplicates)}"
@@ -103,6 +107,10 @@ def _parse_field_list(
     except SyntaxError as exc:
         raise SignatureError(
             f"Invalid signature {text!r}: cannot parse fields {part.strip()!r} ({exc.msg})"
+        ) from exc
+    except (RecursionError, MemoryError, ValueError) as exc:  # e.g. a 3,000-way `a | b | ...`
+        raise SignatureError(
+            f"Invalid signature {_excerpt(text)}: the fields are nested too deeply to parse"
         ) from exc
     func = module.body[0] if len(module.body) == 1 else None
     if (
@@ -134,8 +142,38 @@ def _resolve_type(node: ast.expr, text: str, custom_types: Mapping[str, Any]) ->
     return result
 
 
+def _excerpt(text: str, limit: int = 200) -> str:
+    """``repr(text)``, cut to ``limit`` characters so an error about a huge string stays small."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} chars)"
+
+
 def _type_error(node: ast.AST, text: str, why: str) -> SignatureError:
-    return SignatureError(f"Invalid signature {text!r}: {ast.unparse(node)!r}: {why}")
+    try:
+        shown = repr(ast.unparse(node))
+    except RecursionError:
+        shown = "<a deeply nested expression>"
+    return SignatureError(f"Invalid signature {text!r}: {shown}: {why}")
+
+
+def _union_operands(node: ast.BinOp) -> list[ast.expr]:
+    """The operands of ``a | b | c`` left to right, walked without recursion (chains are long)."""
+    operands: list[ast.expr] = []
+    pending: list[ast.expr] = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, ast.BinOp) and isinstance(current.op, ast.BitOr):
+            pending.extend((current.right, current.left))
+        else:
+            operands.append(current)
+    return operands
+
+
+def _apply(base: Any, args: Any, node: ast.AST, text: str) -> Any:
+    """``base[args]``; typing's own complaints (``list[int][int]``...) become SignatureError."""
+    try:
+        return cast(Any, base)[args]
+    except (TypeError, ValueError, IndexError, AssertionError) as exc:
+        raise _type_error(node, text, f"cannot be built ({type(exc).__name__}: {exc})") from exc
 
 
 def _type_node(node: ast.expr, text: str, custom_types: Mapping[str, Any]) -> Any:
@@ -163,9 +201,8 @@ def _type_node(node: ast.expr, text: str, custom_types: Mapping[str, Any]) -> An
     if isinstance(node, ast.Constant):
         raise _type_error(node, text, "not a type")
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        left = _resolve_type(node.left, text, custom_types)
-        right = _resolve_type(node.right, text, custom_types)
-        return _UNION[left, right]  # Optional[int] for `int | None`, as DSPy makes it
+        members = tuple(_resolve_type(each, text, custom_types) for each in _union_operands(node))
+        return _apply(_UNION, members, node, text)  # Optional[int] for `int | None`, as in DSPy
     if isinstance(node, ast.Subscript):
         return _subscript(node, text, custom_types)
     raise _type_error(node, text, "not a supported type expression")
@@ -198,9 +235,11 @@ def _literal_value(node: ast.expr, text: str) -> Any:
 def _subscript(node: ast.Subscript, text: str, custom_types: Mapping[str, Any]) -> Any:
     base = _type_node(node.value, text, custom_types)
     elements = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+    if not elements:  # tuple[()], Literal[()], Union[()]
+        raise _type_error(node, text, "needs at least one argument")
     if base is typing.Literal:
         values = tuple(_literal_value(element, text) for element in elements)
-        return _LITERAL[values]
+        return _apply(_LITERAL, values, node, text)
     generic = get_origin(base) or base  # typing.List -> list
     if (
         generic is tuple
@@ -208,23 +247,20 @@ def _subscript(node: ast.Subscript, text: str, custom_types: Mapping[str, Any]) 
         and isinstance(elements[1], ast.Constant)
         and elements[1].value is Ellipsis
     ):
-        return cast(Any, base)[_resolve_type(elements[0], text, custom_types), ...]
+        return _apply(base, (_resolve_type(elements[0], text, custom_types), ...), node, text)
     args = tuple(_resolve_type(element, text, custom_types) for element in elements)
     if base is typing.Optional:
         if len(args) != 1:
             raise _type_error(node, text, "Optional takes exactly one type")
         return _OPTIONAL[args[0]]
     if base is typing.Union:
-        return _UNION[args]
+        return _apply(_UNION, args, node, text)
     if generic in _GENERICS:
         arity = _ARITY.get(generic)
         if arity is not None and len(args) != arity:
             raise _type_error(node, text, f"expected {arity} type argument(s), got {len(args)}")
-        return cast(Any, base)[args if len(args) > 1 else args[0]]
+        return _apply(base, args if len(args) > 1 else args[0], node, text)
     if isinstance(base, type) and hasattr(base, "__class_getitem__"):
         # A user type from custom_types that is generic (e.g. a pydantic generic model).
-        try:
-            return cast(Any, base)[args if len(args) > 1 else args[0]]
-        except TypeError as exc:
-            raise _type_error(node, text, str(exc)) from exc
+        return _apply(base, args if len(args) > 1 else args[0], node, text)
     raise _type_error(node, text, "this type cannot be subscripted")

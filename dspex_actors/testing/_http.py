@@ -204,6 +204,9 @@ class Handler(BaseHTTPRequestHandler):
             self._completion(state, raw)
         except OSError:
             raise
+        except RecursionError:  # parsable JSON the rules cannot walk: the client's fault
+            state.count("bad_request")
+            self._send_error_json(400, "request body is nested too deeply", "invalid_request_error")
         except Exception:
             logger.exception("rule server: internal error while answering a request")
             state.count("internal_error")
@@ -215,13 +218,14 @@ class Handler(BaseHTTPRequestHandler):
         """The request body as a JSON object with messages; None after a 400 was sent."""
         try:
             body = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else "not valid JSON"
             state.record(None)
             state.count("bad_request")
-            self._send_error_json(400, "request body is not valid JSON", "invalid_request_error")
+            self._send_error_json(400, f"request body is {why}", "invalid_request_error")
             return None
         if not isinstance(body, dict) or not _non_empty_list(body.get("messages")):
-            state.record(body if isinstance(body, dict) else None)
+            state.record(body if isinstance(body, dict) else None, raw)
             state.count("bad_request")
             self._send_error_json(
                 400,
@@ -236,7 +240,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self._parse_request(state, raw)
         if body is None:
             return
-        seq = state.record(body)
+        seq = state.record(body, raw)
         fault = state.faults.next()
         if not state.wait(state.latency):
             state.count("aborted")

@@ -13,6 +13,24 @@ from typing import Any
 from dspex_actors.testing._faults import FaultSchedule
 from dspex_actors.testing._rules import Rules
 
+#: Largest request body kept whole in the request log; a larger one is summarised.
+LOG_FULL_BODY_BYTES = 64 * 1024
+#: How much of a summarised body's text the log keeps.
+LOG_HEAD_BYTES = 4096
+
+
+def body_summary(body: dict[str, Any], raw: bytes) -> dict[str, Any]:
+    """What the request log keeps of a large body: its model, message count, size and head."""
+    messages = body.get("messages")
+    model = body.get("model")
+    return {
+        "summary": True,
+        "model": model if isinstance(model, str) else None,
+        "message_count": len(messages) if isinstance(messages, list) else None,
+        "body_bytes": len(raw),
+        "head": raw[:LOG_HEAD_BYTES].decode("utf-8", errors="replace"),
+    }
+
 
 def shutdown_socket(sock: socket.socket) -> None:
     """Shut ``sock`` down both ways, ignoring a socket that is already gone."""
@@ -67,8 +85,14 @@ class ServerState:
         with self.lock:
             self._outcomes[outcome] += 1
 
-    def record(self, body: dict[str, Any] | None) -> int:
-        """Count a chat-completions request and log its body; returns its number (from 1)."""
+    def record(self, body: dict[str, Any] | None, raw: bytes = b"") -> int:
+        """Count a chat-completions request and log its body; returns its number (from 1).
+
+        A body over :data:`LOG_FULL_BODY_BYTES` (``raw``'s length) is logged as a bounded
+        summary (:func:`body_summary`), so the log stays small whatever clients send.
+        """
+        if body is not None and len(raw) > LOG_FULL_BODY_BYTES:
+            body = body_summary(body, raw)
         with self.lock:
             self._request_count += 1
             if body is not None:
