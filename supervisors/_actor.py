@@ -24,6 +24,7 @@ from pykka.messages import _ActorStop
 
 from supervisors import _registry
 from supervisors._errors import NoProc, StartError
+from supervisors._flag import Flag
 from supervisors._inbox import Inbox, Wake, dead_error, fail
 from supervisors._log import describe_reason, logger
 from supervisors._messages import Down, ExitSignal, MonitorRef, Reason, is_normal
@@ -234,7 +235,7 @@ class Actor(pykka.ThreadingActor):
         # pykka.Actor.__init__, with a cheaper UUID URN (see _new_urn).
         self.actor_urn = _new_urn()
         self.actor_inbox = self._create_actor_inbox()
-        self.actor_stopped = threading.Event()
+        self.actor_stopped = Flag()
         self._actor_ref = ActorRef(self)
         self.actor_inbox.owner = f"{type(self).__name__} ({self.actor_urn})"
         self._sv_lock = threading.Lock()
@@ -249,14 +250,14 @@ class Actor(pykka.ThreadingActor):
         self._sv_stash: deque[Envelope[Any]] = deque()
         self._sv_current: Envelope[Any] | None = None
         self._sv_ending: _Ending | None = None  # set while the last hook runs
-        self._sv_started = threading.Event()
+        self._sv_started = Flag()
         self._sv_start_error: BaseException | str | None = None
         self._sv_name: str | None = None
         self._sv_restarts = 0
         self._sv_parent_urn: str | None = None
         self._sv_thread: threading.Thread | None = None
         self._sv_after_exit: Callable[[], None] | None = None
-        self._sv_done = threading.Event()  # the loop returned, or a kill abandoned it
+        self._sv_done = Flag()  # the loop returned, or a kill abandoned it
 
     # ------------------------------------------------------------------ starting
 
