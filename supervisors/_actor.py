@@ -237,7 +237,7 @@ class Actor(pykka.ThreadingActor):
         self.actor_inbox = self._create_actor_inbox()
         self.actor_stopped = Flag()
         self._actor_ref = ActorRef(self)
-        self.actor_inbox.owner = f"{type(self).__name__} ({self.actor_urn})"
+        self.actor_inbox.owner = (type(self).__name__, self.actor_urn)  # str(self), if needed
         self._sv_lock = threading.Lock()
         self._sv_terminated = False  # marked dead: is_alive() False, name released
         self._sv_exited = False  # ended: monitors, links and supervisor were told
@@ -538,9 +538,10 @@ class Actor(pykka.ThreadingActor):
             if self.register_in_pykka:
                 ActorRegistry.unregister(self.actor_ref)
             self.actor_stopped.set()
-        error = dead_error(str(self))
-        for envelope in drained:
-            fail(envelope, error)
+        if drained:
+            error = dead_error(str(self))
+            for envelope in drained:
+                fail(envelope, error)
         return True
 
     def _sv_announce_exit(self, reason: Reason) -> bool:
