@@ -45,7 +45,7 @@ from supervisors._errors import (
 from supervisors._fanout import FanOut, Settled, Slot, fan_out
 from supervisors._introspect import Status, TreeNode, format_tree, get_state, get_status, tree
 from supervisors._lifecycle import kill, stop
-from supervisors._log import describe_reason
+from supervisors._log import Logger, describe_reason, get_logger
 from supervisors._messages import (
     Down,
     Exit,
@@ -85,6 +85,7 @@ __all__ = [
     "Exit",
     "ExitSignal",
     "FanOut",
+    "Logger",
     "MonitorRef",
     "NamedRef",
     "NoProc",
@@ -112,6 +113,7 @@ __all__ = [
     "describe_reason",
     "fan_out",
     "format_tree",
+    "get_logger",
     "get_state",
     "get_status",
     "is_normal",

@@ -1,15 +1,15 @@
-"""The package's logger: ``structlog.get_logger("dspex_actors")``.
+"""The package's logger: structlog's ``dspex_actors`` logger, as an ``sv.Logger``.
 
 The package never configures structlog when imported; ``dx.start(configure_logs=True)``
-does (see ``docs/runtime.md``). Supervisor reports log as ``supervisors``.
+does (see ``docs/runtime.md``). Supervisor reports log as ``supervisors``. An
+``sv.Logger`` assembles structlog's bound logger once per configuration (not per
+call), so the per-request DEBUG events cost little when filtered out.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import structlog
+import supervisors as sv
 
 __all__ = ["logger"]
 
-logger: Any = structlog.get_logger("dspex_actors")
+logger: sv.Logger = sv.get_logger("dspex_actors")
