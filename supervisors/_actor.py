@@ -555,7 +555,8 @@ class Actor(pykka.ThreadingActor):
             if self._sv_exited:
                 return False
             self._sv_exited = True
-            self._sv_set_reason(reason)
+            if reason is not self._sv_exit_reason:  # a hook changed it (on_stop raised)
+                self._sv_set_reason(reason)
             links = list(self._sv_links.values())
             self._sv_links.clear()
             watchers = list(self._sv_watchers.items())

@@ -538,7 +538,8 @@ class ProgramActor(sv.Actor):
             self._workers.pop(worker.actor_urn, None)
             raise Cancelled("the caller cancelled the request", attempts=self.attempts)
         if isinstance(message, Completed):
-            self.demonitor(mref)
+            # No Down can follow: the worker dropped our monitor before handing over.
+            self.demonitor(mref, flush=False)
             self._workers.pop(worker.actor_urn, None)
             return message.completion
         self._workers.pop(worker.actor_urn, None)
