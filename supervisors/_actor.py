@@ -161,7 +161,9 @@ class _Killed(BaseException):
 def actor_of(ref: ActorRef[Any]) -> Actor | None:
     """Return the :class:`Actor` behind ``ref``, or ``None`` if it is gone or not ours."""
     actor = ref._actor_weakref()
-    return actor if isinstance(actor, Actor) else None
+    # Actor is an ABC (as pykka.Actor is): isinstance() would run ABCMeta's Python
+    # __instancecheck__; the MRO says the same for real subclasses, in C.
+    return actor if actor is not None and Actor in type(actor).__mro__ else None
 
 
 @dataclass(slots=True)
