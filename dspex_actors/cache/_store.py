@@ -53,6 +53,9 @@ class CacheConfig(BaseModel):
 
 
 def _strip_forbidden(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value  # the common leaves, without the Mapping ABC check
     if isinstance(value, dict) or isinstance(value, Mapping):  # noqa: SIM101 - dict: no ABC check
         return {
             k: _strip_forbidden(v)
