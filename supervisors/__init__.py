@@ -45,7 +45,7 @@ from supervisors._errors import (
 from supervisors._fanout import FanOut, Settled, Slot, fan_out
 from supervisors._introspect import Status, TreeNode, format_tree, get_state, get_status, tree
 from supervisors._lifecycle import kill, stop
-from supervisors._log import describe_reason, get_logger, safe_repr
+from supervisors._log import Logger, describe_reason, get_logger, safe_repr
 from supervisors._messages import (
     Down,
     Exit,
@@ -86,6 +86,7 @@ __all__ = [
     "Exit",
     "ExitSignal",
     "FanOut",
+    "Logger",
     "MonitorRef",
     "NamedRef",
     "NoProc",

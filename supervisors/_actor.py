@@ -24,6 +24,7 @@ from pykka.messages import _ActorStop
 
 from supervisors import _registry
 from supervisors._errors import NoProc, StartError
+from supervisors._flag import Flag
 from supervisors._inbox import Inbox, Wake, dead_error, fail
 from supervisors._log import describe_reason, logger, safe_repr
 from supervisors._messages import Down, ExitSignal, MonitorRef, Reason, Reject, is_normal
@@ -160,7 +161,9 @@ class _Killed(BaseException):
 def actor_of(ref: ActorRef[Any]) -> Actor | None:
     """Return the :class:`Actor` behind ``ref``, or ``None`` if it is gone or not ours."""
     actor = ref._actor_weakref()
-    return actor if isinstance(actor, Actor) else None
+    # Actor is an ABC (as pykka.Actor is): isinstance() would run ABCMeta's Python
+    # __instancecheck__; the MRO says the same for real subclasses, in C.
+    return actor if actor is not None and Actor in type(actor).__mro__ else None
 
 
 @dataclass(slots=True)
@@ -234,9 +237,9 @@ class Actor(pykka.ThreadingActor):
         # pykka.Actor.__init__, with a cheaper UUID URN (see _new_urn).
         self.actor_urn = _new_urn()
         self.actor_inbox = self._create_actor_inbox()
-        self.actor_stopped = threading.Event()
+        self.actor_stopped = Flag()
         self._actor_ref = ActorRef(self)
-        self.actor_inbox.owner = f"{type(self).__name__} ({self.actor_urn})"
+        self.actor_inbox.owner = (type(self).__name__, self.actor_urn)  # str(self), if needed
         self._sv_lock = threading.Lock()
         self._sv_terminated = False  # marked dead: is_alive() False, name released
         self._sv_exited = False  # ended: monitors, links and supervisor were told
@@ -249,14 +252,14 @@ class Actor(pykka.ThreadingActor):
         self._sv_stash: deque[Envelope[Any]] = deque()
         self._sv_current: Envelope[Any] | None = None
         self._sv_ending: _Ending | None = None  # set while the last hook runs
-        self._sv_started = threading.Event()
+        self._sv_started = Flag()
         self._sv_start_error: BaseException | str | None = None
         self._sv_name: str | None = None
         self._sv_restarts = 0
         self._sv_parent_urn: str | None = None
         self._sv_thread: threading.Thread | None = None
         self._sv_after_exit: Callable[[], None] | None = None
-        self._sv_done = threading.Event()  # the loop returned, or a kill abandoned it
+        self._sv_done = Flag()  # the loop returned, or a kill abandoned it
 
     # ------------------------------------------------------------------ starting
 
@@ -550,9 +553,10 @@ class Actor(pykka.ThreadingActor):
             if self.register_in_pykka:
                 ActorRegistry.unregister(self.actor_ref)
             self.actor_stopped.set()
-        error = dead_error(str(self))
-        for envelope in drained:
-            fail(envelope, error)
+        if drained:
+            error = dead_error(str(self))
+            for envelope in drained:
+                fail(envelope, error)
         return True
 
     def _sv_announce_exit(self, reason: Reason) -> bool:
@@ -566,7 +570,8 @@ class Actor(pykka.ThreadingActor):
             if self._sv_exited:
                 return False
             self._sv_exited = True
-            self._sv_set_reason(reason)
+            if reason is not self._sv_exit_reason:  # a hook changed it (on_stop raised)
+                self._sv_set_reason(reason)
             links = list(self._sv_links.values())
             self._sv_links.clear()
             watchers = list(self._sv_watchers.items())

@@ -39,6 +39,12 @@ from supervisors._lifecycle import kill
 from supervisors._messages import Exit, Ok
 from supervisors._timer import TimerHandle, call_at
 
+try:  # The C functions: signal.signal/getsignal add IntEnum conversions that raise
+    # and catch two or three exceptions per call (~3 us), paid per launched item.
+    import _signal as _raw_signal  # type: ignore[import-not-found]
+except ImportError:  # not CPython
+    _raw_signal = signal
+
 __all__ = ["FanOut", "Settled", "Slot", "fan_out"]
 
 T = TypeVar("T")
@@ -500,6 +506,9 @@ class FanOut(Generic[T]):
         )
 
 
+_SIGINT = int(signal.SIGINT)
+
+
 class _HoldInterrupts:
     """Holds a Ctrl-C back while the consumer launches an item, then raises it.
 
@@ -515,10 +524,10 @@ class _HoldInterrupts:
         self._held = False
         self._installed = (
             threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            and _raw_signal.getsignal(_SIGINT) is signal.default_int_handler
         )
         if self._installed:
-            signal.signal(signal.SIGINT, self._hold)
+            _raw_signal.signal(_SIGINT, self._hold)
 
     def _hold(self, signum: int, frame: object) -> None:
         self._held = True
@@ -527,7 +536,7 @@ class _HoldInterrupts:
         """Restore the default handler; raise ``KeyboardInterrupt`` if one came meanwhile."""
         if self._installed:
             self._installed = False
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _raw_signal.signal(_SIGINT, signal.default_int_handler)
             if self._held:
                 raise KeyboardInterrupt
 

@@ -43,7 +43,8 @@ def fail(envelope: Envelope[Any], error: BaseException) -> None:
 class Inbox:
     """The mailbox: ``put`` and ``close_and_drain`` share one lock. Thread-safe.
 
-    ``owner`` names the actor in the ``ActorDeadError`` a send to a closed inbox gets.
+    ``owner`` names the actor in the ``ActorDeadError`` a send to a closed inbox
+    gets: a string, or ``(class name, urn)`` formatted only when needed.
     """
 
     __slots__ = ("_lock", "_q", "closed", "owner")
@@ -52,14 +53,16 @@ class Inbox:
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self.closed = False
-        self.owner = "actor"
+        self.owner: str | tuple[str, str] = "actor"
 
     def put(self, envelope: Envelope[Any], /) -> None:
         with self._lock:
             if not self.closed:
                 self._q.put(envelope)
                 return
-        fail(envelope, dead_error(self.owner))
+        owner = self.owner
+        text = owner if isinstance(owner, str) else f"{owner[0]} ({owner[1]})"
+        fail(envelope, dead_error(text))
 
     def get(self, timeout: float | None = None) -> Any:
         """Next envelope, or the ``Wake`` class when a kill woke the thread."""
@@ -80,10 +83,12 @@ class Inbox:
         with self._lock:
             self.closed = True
         drained: list[Envelope[Any]] = []
-        while True:
+        q = self._q
+        while not q.empty():  # most inboxes are empty here: no queue.Empty raised
             try:
-                item = self._q.get_nowait()
-            except queue.Empty:
-                return drained
+                item = q.get_nowait()
+            except queue.Empty:  # the actor's own thread took the last one meanwhile
+                break
             if item is not Wake:
                 drained.append(item)
+        return drained

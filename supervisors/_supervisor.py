@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 from pykka import ActorDeadError, ActorRef
 
@@ -704,9 +704,9 @@ def _supervisor(sup: ActorRef[Any] | str | Any) -> tuple[ActorRef[Any], _Supervi
     actor = actor_of(ref)
     if actor is None or not ref.is_alive():
         raise NoProc(sup)
-    if not isinstance(actor, _SupervisorBase):
+    if _SupervisorBase not in type(actor).__mro__:  # an ABC: see actor_of
         raise TypeError(f"{sup!r} is not a supervisor")
-    return ref, actor
+    return ref, cast("_SupervisorBase", actor)
 
 
 def _call(sup: ActorRef[Any] | str | Any, op: str, arg: Any, timeout: float) -> Any:

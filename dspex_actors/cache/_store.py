@@ -53,7 +53,10 @@ class CacheConfig(BaseModel):
 
 
 def _strip_forbidden(value: Any) -> Any:
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value  # the common leaves, without the Mapping ABC check
+    if isinstance(value, dict) or isinstance(value, Mapping):  # noqa: SIM101 - dict: no ABC check
         return {
             k: _strip_forbidden(v)
             for k, v in value.items()
@@ -101,9 +104,40 @@ def cache_key(
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _is_plain_json(value: Any) -> bool:
+    """Whether ``value`` is plain JSON data made of exactly the built-in types.
+
+    The quick walk of :func:`_check_json_value`: no paths built, no isinstance on
+    unions. ``False`` for subclasses too: the full walk decides those.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not _is_plain_json(item):
+                return False
+        return True
+    if kind is list:
+        for item in value:  # noqa: SIM110 - a loop is cheaper than all(<genexpr>) here
+            if not _is_plain_json(item):
+                return False
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    return False
+
+
 def _check_json_value(value: Any, path: str = "value") -> None:
     """Raise TypeError unless value is made only of dict[str, ...], list, str,
-    finite int/float, bool and None (so it round-trips through JSON unchanged)."""
+    finite int/float, bool and None (so it round-trips through JSON unchanged).
+
+    The walk that names the offending path runs only when the quick one said no."""
+    if not _is_plain_json(value):
+        _explain_not_json(value, path)
+
+
+def _explain_not_json(value: Any, path: str) -> None:
     if value is None or isinstance(value, str | bool | int):
         return
     if isinstance(value, float):
@@ -112,13 +146,13 @@ def _check_json_value(value: Any, path: str = "value") -> None:
         return
     if isinstance(value, list):
         for index, item in enumerate(value):
-            _check_json_value(item, f"{path}[{index}]")
+            _explain_not_json(item, f"{path}[{index}]")
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"{path}: dict key {key!r} is not a str")
-            _check_json_value(item, f"{path}[{key!r}]")
+            _explain_not_json(item, f"{path}[{key!r}]")
         return
     raise TypeError(f"{path}: {type(value).__name__} is not JSON-serialisable")
 

@@ -9,6 +9,7 @@ LM is built, before any I/O.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -82,6 +83,7 @@ def refuse_stream(params: Mapping[str, Any], where: str) -> None:
         )
 
 
+@functools.lru_cache(maxsize=256)
 def uses_max_completion_tokens(model: str) -> bool:
     """Whether ``model`` is of a family that rejects ``max_tokens`` (OpenAI's o1/o3/o4/o5
     and gpt-5 reasoning models, as DSPy 3.4.1 decides: the last ``/`` segment,
@@ -118,8 +120,11 @@ def _clean_key(value: Any, where: str) -> SecretStr | None:
     return SecretStr(key)
 
 
+@functools.lru_cache(maxsize=256)
 def _display_url(url: str) -> str:
-    """``url`` without user info, query or fragment (where credentials may hide)."""
+    """``url`` without user info, query or fragment (where credentials may hide).
+
+    Cached (a pure function of the string): every request names its LM by it."""
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""
@@ -325,14 +330,16 @@ class LM(BaseModel):
         fresh dict. Raises ``ValueError`` for a reserved override name (``api_key``,
         ``api_base``, ``base_url``, ``authorization``, ``model``, ``messages``).
         """
-        _check_params(overrides, f"{self.label}: request override")
+        if overrides:
+            _check_params(overrides, f"{self.label}: request override")
         tokens = self.tokens_param
         params: dict[str, Any] = {
             "model": self.model,
             "temperature": self.temperature,
             tokens: self.max_tokens,
         }
-        params.update(json.loads(json.dumps(self.extra)))
+        if self.extra:
+            params.update(json.loads(json.dumps(self.extra)))  # a deep copy
         params.update(overrides)
         if tokens == "max_completion_tokens" and "max_tokens" in params:
             params[tokens] = params.pop("max_tokens")

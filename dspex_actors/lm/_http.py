@@ -84,7 +84,8 @@ def build_plan(lm: LM, messages: list[dict[str, Any]], **overrides: Any) -> Requ
     if not messages:
         raise ValueError("build_plan: messages must not be empty")
     params = lm.request_params(**overrides)
-    refuse_stream(params, f"{lm.label}: request")
+    if "stream" in params:
+        refuse_stream(params, f"{lm.label}: request")
     del params["model"]
     try:
         body: dict[str, Any] = json.loads(

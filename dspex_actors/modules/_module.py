@@ -423,7 +423,7 @@ def _as_kwargs(item: Mapping[str, Any] | Example) -> dict[str, Any]:
     if isinstance(item, Example):
         keys = item.input_keys
         return dict(item.inputs().items()) if keys else dict(item.items())
-    if isinstance(item, Mapping):
+    if isinstance(item, dict) or isinstance(item, Mapping):  # noqa: SIM101 - dict: no ABC check
         return dict(item)
     raise TypeError(f"batch items must be dicts or Examples, got {item!r}")
 

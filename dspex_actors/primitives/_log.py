@@ -1,15 +1,16 @@
-"""The package's logger: ``sv.get_logger("dspex_actors")`` (never on stdout).
+"""The package's logger: structlog's ``dspex_actors`` logger, as an ``sv.Logger``.
 
 The package never configures structlog when imported; ``dx.start(configure_logs=True)``
-does (see ``docs/runtime.md``). Supervisor reports log as ``supervisors``.
+does (see ``docs/runtime.md``). Supervisor reports log as ``supervisors``. An
+``sv.Logger`` assembles structlog's bound logger once per configuration (not per
+call), so the per-request DEBUG events cost little when filtered out, and never
+prints to stdout (until structlog is configured it writes to stderr at INFO).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import supervisors as sv
 
 __all__ = ["logger"]
 
-logger: Any = sv.get_logger("dspex_actors")
+logger: sv.Logger = sv.get_logger("dspex_actors")

@@ -19,7 +19,7 @@ import pykka
 import supervisors as sv
 from dspex_actors.primitives import DeadlineExceeded
 from dspex_actors.runtime._messages import Failed, Run
-from dspex_actors.runtime._program import ProgramActor, Runtime
+from dspex_actors.runtime._program import Runtime
 
 __all__ = ["GRACE", "call_result", "program_stream", "run_many", "start_program"]
 
@@ -53,15 +53,11 @@ def start_program(
     Raises:
         sv.StartError, sv.SupervisorError, sv.NoProc: the program could not start.
     """
-    spec = sv.ChildSpec(
-        id="program",
-        start=ProgramActor.start,
-        args=(runtime, module, inputs, deadline),
-        restart="temporary",
-        shutdown=1.0,
-    )
     # The Run request rides in the new actor's mailbox from birth.
-    return sv.start_child(programs, spec, in_caller=True, first_message=(Run(), reply))
+    run = Run(module, inputs, deadline)
+    return sv.start_child(
+        programs, runtime.program_spec, in_caller=True, first_message=(run, reply)
+    )
 
 
 def program_stream(

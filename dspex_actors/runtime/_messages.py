@@ -6,7 +6,7 @@ Plain frozen dataclasses: immutable, cheap, and safe to pass between threads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dspex_actors.lm import Completion
@@ -29,7 +29,16 @@ class Completed:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """Caller -> program actor (ask): run the module's forward and answer with the result."""
+    """Caller -> program actor (ask): run ``module.forward(**inputs)`` by ``deadline``
+    (``time.monotonic()`` seconds) and answer with the result.
+
+    The request travels in this first message, not in the actor's start arguments,
+    so that one child spec per system serves every program actor.
+    """
+
+    module: Any
+    inputs: dict[str, Any]
+    deadline: float
 
 
 @dataclass(frozen=True, slots=True)

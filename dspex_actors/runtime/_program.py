@@ -101,6 +101,19 @@ class Runtime:
     admissions: AdmissionTable | None = None
     history: collections.deque[dict[str, Any]] | None = None
     """The system's bounded history of LM calls (``system.history()``), or ``None``."""
+    program_spec: sv.ChildSpec = field(init=False, repr=False, compare=False)
+    """The child spec of every program actor of this runtime (the request itself
+    travels in the :class:`Run` message), built once instead of per request."""
+
+    def __post_init__(self) -> None:
+        spec = sv.ChildSpec(
+            id="program",
+            start=ProgramActor.start,
+            args=(self,),
+            restart="temporary",
+            shutdown=1.0,
+        )
+        object.__setattr__(self, "program_spec", spec)
 
 
 def current_program() -> ProgramActor | None:
@@ -220,12 +233,12 @@ class ProgramActor(sv.Actor):
     reuse_threads = True
     register_in_pykka = False
 
-    def __init__(self, runtime: Runtime, module: Any, inputs: dict[str, Any], deadline: float):
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__()
         self.runtime = runtime
-        self.module = module
-        self.inputs = inputs
-        self.deadline = deadline
+        self.module: Any = None  # the request arrives with the Run message
+        self.inputs: dict[str, Any] = {}
+        self.deadline = 0.0  # the request's, from its Run (already queued at start)
         self.attempts = 0
         self.lm_calls = 0
         self.cache_hits = 0
@@ -239,6 +252,11 @@ class ProgramActor(sv.Actor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Run):
+            self.module, self.inputs, self.deadline = (
+                message.module,
+                message.inputs,
+                message.deadline,
+            )
             return self._run()
         if isinstance(message, sv.ExitSignal) and message.actor.actor_urn == self.parent_urn:
             self.exit(message.reason)  # our supervisor is gone: nothing runs unowned
@@ -285,6 +303,8 @@ class ProgramActor(sv.Actor):
         self._workers.clear()
 
     def describe(self) -> str | None:
+        if self.module is None:
+            return "starting"
         label = _module_label(self.module)
         n = len(self._workers)
         if n:
@@ -556,7 +576,8 @@ class ProgramActor(sv.Actor):
             self._workers.pop(worker.actor_urn, None)
             raise Cancelled("the caller cancelled the request", attempts=self.attempts)
         if isinstance(message, Completed):
-            self.demonitor(mref)
+            # No Down can follow: the worker dropped our monitor before handing over.
+            self.demonitor(mref, flush=False)
             self._workers.pop(worker.actor_urn, None)
             return message.completion
         self._workers.pop(worker.actor_urn, None)
@@ -621,16 +642,12 @@ def run_in_program(
         Exception: a bug in the module's ``forward`` (its exception, as raised).
     """
     deadline = time.monotonic() + timeout
-    spec = sv.ChildSpec(
-        id="program",
-        start=ProgramActor.start,
-        args=(runtime, module, inputs, deadline),
-        restart="temporary",
-        shutdown=1.0,
-    )
     answer = sv.Reply()  # a one-slot queue: lighter than pykka's future on this hot path
     # The Run request rides in the new actor's mailbox from birth.
-    ref = sv.start_child(programs, spec, in_caller=True, first_message=(Run(), answer))
+    run = Run(module, inputs, deadline)
+    ref = sv.start_child(
+        programs, runtime.program_spec, in_caller=True, first_message=(run, answer)
+    )
     if on_started is not None:
         on_started(ref)
     try:

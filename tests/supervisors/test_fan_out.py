@@ -307,7 +307,9 @@ def test_ctrl_c_while_the_consumer_waits_cancels_the_rest(gate: threading.Event)
     fan = sv.fan_out(range(20), launcher, max_concurrency=4, ordered=True)
 
     def interrupt() -> None:  # Ctrl-C once item 1 has finished (it waits behind item 0)
-        wait_until(lambda: fan.buffered == 1)
+        # ... and all four slots were launched: an interrupt during the consumer's
+        # fill would otherwise land before the fourth launch (started == 3).
+        wait_until(lambda: fan.buffered == 1 and launcher.started == 4)
         _thread.interrupt_main()
 
     interrupter = threading.Thread(target=interrupt)
