@@ -276,6 +276,12 @@ class Predict(Module):
         **config: Any,
     ) -> None:
         self.signature = ensure_signature(signature)
+        if not self.signature.input_fields:
+            # DSPy accepts "-> answer"; a call with nothing to answer from is a mistake.
+            raise SignatureError(
+                f"Predict({self.signature.signature!r}) has no input fields: "
+                "write the inputs before '->', e.g. 'question -> answer'"
+            )
         self.demos: list[Example] = []
         self.lm = lm
         self.adapter = adapter

@@ -242,3 +242,8 @@ def test_errors_read_as_public_names_not_internal_modules(system: dx.ActorSystem
     assert type(caught.value).__module__ == "dspex_actors"
     assert "StringSignature" not in str(caught.value)
     assert "'question -> answer'" in str(caught.value)
+
+
+def test_a_predict_without_inputs_is_refused_with_the_fix() -> None:
+    with pytest.raises(dx.SignatureError, match=r"no input fields.*'question -> answer'"):
+        dx.Predict("-> answer")
