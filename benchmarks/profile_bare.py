@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,11 +41,18 @@ def main() -> int:
 
             batch(args.warmup)
             for _ in range(args.repeat):
+                r0 = resource.getrusage(resource.RUSAGE_SELF)
                 c0 = time.process_time()
                 if args.requests:
                     batch(args.requests)
-                per = (time.process_time() - c0) / max(args.requests, 1) * 1e6
-                print(f"requests={args.requests} cpu/request={per:.0f} us")
+                n = max(args.requests, 1)
+                per = (time.process_time() - c0) / n * 1e6
+                r1 = resource.getrusage(resource.RUSAGE_SELF)
+                switches = (r1.ru_nvcsw - r0.ru_nvcsw + r1.ru_nivcsw - r0.ru_nivcsw) / n
+                print(
+                    f"requests={args.requests} cpu/request={per:.0f} us "
+                    f"switches/request={switches:.1f}"
+                )
     finally:
         session.close()
         proc.terminate()
