@@ -25,6 +25,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import logging
+import resource
 
 import pykka
 import structlog
@@ -150,9 +151,13 @@ def main() -> int:
 
     try:
         run(args.warmup)
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         c0, t0 = time.process_time(), time.perf_counter()
         run(args.requests)
         cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        switches = r1.ru_nvcsw - r0.ru_nvcsw + r1.ru_nivcsw - r0.ru_nivcsw
+        print(f"switches/request={switches / max(args.requests, 1):.1f}")
         print(
             f"requests={args.requests} cpu/request={cpu / max(args.requests, 1) * 1e6:.1f} us "
             f"wall/request={wall / max(args.requests, 1) * 1e6:.1f} us"

@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -158,12 +159,18 @@ def main() -> int:
             yappi.set_clock_type("cpu")
             yappi.start(builtins=True)
         for _ in range(args.repeat):
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
             c0, t0 = time.process_time(), time.perf_counter()
             if args.requests:
                 batch(args.requests)
             cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-            per = cpu / max(args.requests, 1) * 1e6
-            print(f"requests={args.requests} cpu/request={per:.0f} us wall={wall:.2f} s")
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            n = max(args.requests, 1)
+            switches = (r1.ru_nvcsw - r0.ru_nvcsw + r1.ru_nivcsw - r0.ru_nivcsw) / n
+            print(
+                f"requests={args.requests} cpu/request={cpu / n * 1e6:.0f} us wall={wall:.2f} s "
+                f"switches/request={switches:.1f}"
+            )
         if args.profile == "yappi":
             print_yappi(args.top)
     finally:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Self
 
 import pykka
 from pykka import ActorDeadError, ActorRef, ActorRegistry, Timeout
@@ -146,12 +146,17 @@ class _ActorWatcher:
             pass
 
 
+_NO_REPLY: Any = object()
+"""No reply given to :meth:`Actor.reply_and_exit`: the ending ask gets ``ActorDeadError``."""
+
+
 class _SelfExit(BaseException):
     """Raised by :meth:`Actor.exit` to leave the handler and end the actor with a reason."""
 
-    def __init__(self, reason: Reason) -> None:
+    def __init__(self, reason: Reason, reply: Any = _NO_REPLY) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.reply = reply
 
 
 class _Killed(BaseException):
@@ -176,6 +181,7 @@ class _Ending:
     crash_envelope: Envelope[Any] | None = None  # answered after the actor is gone
     stop_envelope: Envelope[Any] | None = None
     killed: bool = False
+    reply: Any = _NO_REPLY  # what crash_envelope's asker gets (reply_and_exit)
 
 
 _KILLED = _Ending(killed=True)
@@ -424,7 +430,8 @@ class Actor(pykka.ThreadingActor):
         try:
             result = self._handle_receive(envelope.message)
         except _SelfExit as exit_:
-            ending = _Ending(exit_.reason, not is_normal(exit_.reason), None, envelope)
+            reason = exit_.reason
+            ending = _Ending(reason, not is_normal(reason), None, envelope, reply=exit_.reply)
         except _Killed:
             ending = _KILLED
         except BaseException as exc:
@@ -517,7 +524,13 @@ class Actor(pykka.ThreadingActor):
         """Answer the asker whose message ended the actor, now that it is gone."""
         crash_envelope, stop_envelope = ending.crash_envelope, ending.stop_envelope
         if crash_envelope is not None:
-            if ending.exc_info is None:
+            if ending.reply is not _NO_REPLY:
+                if crash_envelope.reply_to is not None:
+                    try:
+                        crash_envelope.reply_to.set(ending.reply)
+                    except queue.Full:
+                        pass
+            elif ending.exc_info is None:
                 fail(crash_envelope, dead_error(str(self)))
             elif crash_envelope.reply_to is not None:
                 try:
@@ -643,6 +656,20 @@ class Actor(pykka.ThreadingActor):
         """
         self._sv_after_exit = action
         raise _SelfExit(reason)
+
+    def reply_and_exit(self, reply: Any, reason: Reason = "normal") -> NoReturn:
+        """End this actor now with ``reason`` and answer the ask being handled with
+        ``reply`` once the actor has ended (OTP's ``{stop, Reason, Reply, State}``).
+
+        As :meth:`exit` (hooks run, then monitors and links are told), except that
+        the asker gets ``reply`` instead of ``ActorDeadError``, after the exit was
+        announced: it wakes up when there is nothing left for this thread to do, so
+        it does not compete (for the GIL) with the teardown. A kill before the end
+        answers ``ActorDeadError``; a kill during ``on_stop`` answers ``reply`` at
+        once. Call only from the actor's own thread, inside a handler; a told
+        message has no one to answer.
+        """
+        raise _SelfExit(reason, reply)
 
     @property
     def parent_urn(self) -> str | None:

@@ -311,10 +311,11 @@ class FanOut(Generic[T]):
         return result
 
     def _drain_sink(self) -> None:
-        while True:
+        sink = self._sink
+        while not sink.empty():  # no queue.Empty raised (and caught) on every call
             try:
-                slot, outcome = self._sink.get_nowait()
-            except queue.Empty:
+                slot, outcome = sink.get_nowait()
+            except queue.Empty:  # a cancel() in another thread took it meanwhile
                 return
             self._accept(slot, outcome)
 

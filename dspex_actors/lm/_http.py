@@ -66,6 +66,40 @@ __all__ = [
 _CHUNK = 64 * 1024
 
 
+def _plain_copy(value: Any) -> Any:
+    """A deep copy of ``value`` if it is made of exactly dict (str keys), list, str,
+    int, bool, None and finite float, else ``None``.
+
+    For such values it equals ``json.loads(json.dumps(value))`` at a third of the
+    cost; anything else (tuples, subclasses, NaN, non-str keys...) gets ``None`` and
+    goes through the JSON round trip, which decides what it becomes or raises.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        copied: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                return None
+            inner = _plain_copy(item)
+            if inner is None and item is not None:
+                return None
+            copied[key] = inner
+        return copied
+    if kind is list:
+        items: list[Any] = []
+        for item in value:
+            inner = _plain_copy(item)
+            if inner is None and item is not None:
+                return None
+            items.append(inner)
+        return items
+    return None
+
+
 def build_plan(lm: LM, messages: list[dict[str, Any]], **overrides: Any) -> RequestPlan:
     """Build the POST request for an OpenAI-compatible ``/chat/completions`` call.
 
@@ -73,7 +107,7 @@ def build_plan(lm: LM, messages: list[dict[str, Any]], **overrides: Any) -> Requ
     **lm.request_params(**overrides) minus "model"}``: the same parameters that go
     into the cache key, so the key and the request cannot disagree. ``messages`` is
     copied (JSON round trip), so later mutation by the caller does not change the
-    plan. Pure; any thread.
+    plan (for plain JSON data a direct deep copy, same result). Pure; any thread.
 
     The plan carries the LM's time and size limits and its :attr:`~LM.label`.
 
@@ -87,12 +121,13 @@ def build_plan(lm: LM, messages: list[dict[str, Any]], **overrides: Any) -> Requ
     if "stream" in params:
         refuse_stream(params, f"{lm.label}: request")
     del params["model"]
-    try:
-        body: dict[str, Any] = json.loads(
-            json.dumps({"model": lm.wire_model, "messages": messages, **params}, allow_nan=False)
-        )
-    except ValueError as exc:
-        raise TypeError(f"build_plan: request is not JSON-serialisable: {exc}") from exc
+    request = {"model": lm.wire_model, "messages": messages, **params}
+    body = _plain_copy(request)
+    if body is None:  # not made of the built-in JSON types only: what JSON makes of it
+        try:
+            body = json.loads(json.dumps(request, allow_nan=False))
+        except ValueError as exc:
+            raise TypeError(f"build_plan: request is not JSON-serialisable: {exc}") from exc
     headers = _RedactedHeaders({"Content-Type": "application/json", "Accept": "application/json"})
     if lm.api_key is not None and lm.api_key.get_secret_value():
         headers["Authorization"] = f"Bearer {lm.api_key.get_secret_value()}"

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pykka
-from pykka.messages import _ActorStop
 
 import supervisors as sv
 from dspex_actors.adapters import ChatAdapter
@@ -220,10 +219,11 @@ class IOWorker(sv.Actor):
 class ProgramActor(sv.Actor):
     """Runs one module call (a whole ``forward``) and owns its I/O workers.
 
-    Started by the caller as a temporary child of ``programs``; answers one
-    :class:`Run` ask with the prediction (or a :class:`Failed` wrapper for an
-    expected ``LMError``) and stops. A bug in user code (any other exception)
-    crashes it, OTP-style: the caller gets that exception.
+    Started by the caller as a temporary child of ``programs``; handles one
+    :class:`Run` ask, stops, and answers it once stopped (``reply_and_exit``) with
+    the prediction (or a :class:`Failed` wrapper for an expected ``LMError``). A bug
+    in user code (any other exception) crashes it, OTP-style: the caller gets that
+    exception.
 
     ``trap_exits`` is on because it links its workers (so a killed program takes
     them down); it learns of their crashes through monitors.
@@ -288,8 +288,9 @@ class ProgramActor(sv.Actor):
             cache_hits=self.cache_hits,
             tokens=self.tokens,
         )
-        self.actor_ref.tell(_ActorStop())  # answer first, then stop
-        return outcome
+        # Stop, and answer once gone: the caller wakes when this thread has nothing
+        # left to do, instead of competing with its teardown for the GIL.
+        self.reply_and_exit(outcome)
 
     def on_stop(self) -> None:
         self._kill_workers("shutdown")

@@ -303,3 +303,68 @@ def test_unregistered_name_gives_noproc_for_stop_and_kill() -> None:
         sv.stop("nobody")
     with pytest.raises(sv.NoProc):
         sv.kill("nobody")
+
+
+class Finisher(sv.Actor):
+    """``("finish", reply, reason)`` ends it with ``reply_and_exit``; records what it saw."""
+
+    def __init__(self, events: Events, watcher: Any) -> None:
+        super().__init__()
+        self.events = events
+        self.watcher = watcher
+
+    def on_stop(self) -> None:
+        self.events.add("on_stop", "finisher")
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self.events.add("on_failure", "finisher")
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, tuple) and message[0] == "finish":
+            self.reply_and_exit(message[1], message[2])
+        if message == "finish-told":
+            self.reply_and_exit("nobody hears this")
+        return message
+
+
+def test_reply_and_exit_answers_the_asker_only_once_the_actor_has_ended() -> None:
+    events = Events()
+    wref, watcher = start_watcher()
+    ref = Finisher.start(events, wref)
+    mref = wref.ask(("monitor", ref))
+    assert ref.ask(("finish", "the answer", "normal"), timeout=5) == "the answer"
+    # By the time the answer arrives the actor is dead, its on_stop ran and its
+    # monitors were told: nothing of it competes with the asker any more.
+    assert not ref.is_alive()
+    assert events.take() == [("on_stop", "finisher")]
+    down = watcher.next(timeout=0.5)
+    assert isinstance(down, sv.Down) and down.ref == mref and down.reason == "normal"
+    sv.stop(wref)
+
+
+def test_reply_and_exit_with_an_abnormal_reason_still_answers_and_is_a_crash_for_links() -> None:
+    events = Events()
+    wref, watcher = start_watcher()
+    ref = Finisher.start(events, wref)
+    wref.ask(("link", ref))
+    assert ref.ask(("finish", 42, "gave_up"), timeout=5) == 42
+    signal = watcher.next(timeout=0.5)
+    assert isinstance(signal, sv.ExitSignal) and signal.reason == "gave_up"
+    actor = sv.actor_of(ref)
+    assert actor is None or actor.exit_reason == "gave_up"
+    assert events.take() == []  # an exit with a reason runs neither hook (as exit())
+    sv.stop(wref)
+
+
+def test_reply_and_exit_in_a_told_message_just_ends_the_actor() -> None:
+    events = Events()
+    wref, watcher = start_watcher()
+    ref = Finisher.start(events, wref)
+    mref = wref.ask(("monitor", ref))
+    ref.tell("finish-told")
+    down = watcher.next()
+    assert isinstance(down, sv.Down) and down.ref == mref and down.reason == "normal"
+    assert events.take() == [("on_stop", "finisher")]
+    with pytest.raises(pykka.ActorDeadError):
+        ref.ask("after", timeout=1)
+    sv.stop(wref)

@@ -257,6 +257,23 @@ def test_build_plan_copies_messages_and_rejects_bad_input(lm: LM) -> None:
         build_plan(lm, [{"role": "user", "content": object()}])
 
 
+def test_build_plan_body_is_what_a_json_round_trip_makes_of_the_request(lm: LM) -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "a", "meta": {"n": 1, "x": 0.5, "ok": True, "none": None}},
+        {"role": "user", "content": ("tu", "ple"), "list": [1, [2, {"k": "v"}]]},
+    ]
+    plan = build_plan(lm, messages)
+    params = lm.request_params()
+    del params["model"]
+    expected = json.loads(json.dumps({"model": lm.wire_model, "messages": messages, **params}))
+    assert plan.json == expected
+    assert plan.json["messages"][1]["content"] == ["tu", "ple"]  # a tuple becomes a list
+    messages[1]["list"][1][1]["k"] = "changed"  # nested: the plan keeps its own copy
+    assert plan.json["messages"][1]["list"][1][1]["k"] == "v"
+    with pytest.raises(TypeError):
+        build_plan(lm, [{"role": "user", "content": float("nan")}])
+
+
 def test_plan_is_frozen_and_timeout_can_be_replaced(lm: LM) -> None:
     plan = build_plan(lm, MESSAGES)
     with pytest.raises(dataclasses.FrozenInstanceError):
