@@ -589,7 +589,10 @@ class ActorSystem:
         """
         if self._closed:
             return
-        self._heart.tell(Heart.stop_message())  # an ordered stop, not a crash
+        try:
+            self._heart.tell(Heart.stop_message())  # an ordered stop, not a crash
+        except pykka.ActorDeadError:
+            pass  # stopped from outside (pykka.ActorRegistry.stop_all): nothing to tell
         with self._tree_lock:
             self._closed = True
         with _systems_lock:

@@ -6,6 +6,7 @@ import threading
 import time
 from typing import Any
 
+import pykka
 import pytest
 from structlog.testing import capture_logs
 
@@ -320,6 +321,15 @@ def test_shutdown_leaves_no_thread_running(start_system: SystemFactory) -> None:
     system.shutdown()
     left = {t for t in threading.enumerate() if t.name.startswith(("sv:", "dspex:"))} - before
     assert {t for t in left if t.is_alive()} == set()
+
+
+def test_shutdown_after_every_actor_was_stopped_from_outside_does_not_raise(
+    start_system: SystemFactory,
+) -> None:
+    system = start_system()
+    pykka.ActorRegistry.stop_all(block=True, timeout=10.0)  # as a test fixture would
+    system.shutdown()
+    assert system.state == "stopped"
 
 
 def test_current_system_is_the_last_started_and_shutdown_is_idempotent(
