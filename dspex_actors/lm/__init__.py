@@ -16,12 +16,14 @@ from dspex_actors.lm._http import Completion, RequestPlan, build_plan, execute_p
 from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Reset, Wait
 from dspex_actors.lm._ratelimit import TokenBucket
 from dspex_actors.lm._retry import RetryPolicy
+from dspex_actors.lm._transport import AttemptAbort
 
 __all__ = [
     "LM",
     "RESTART_POLL",
     "Admission",
     "AdmissionTable",
+    "AttemptAbort",
     "CircuitBreaker",
     "Completion",
     "LMClient",

@@ -34,7 +34,7 @@ from urllib3.util.retry import Retry
 
 from dspex_actors.lm._config import LM, refuse_stream
 from dspex_actors.lm._plan import Completion, RequestPlan, _RedactedHeaders
-from dspex_actors.lm._transport import AttemptClock, BoundedAdapter, activate
+from dspex_actors.lm._transport import AttemptAbort, AttemptClock, BoundedAdapter, activate
 from dspex_actors.lm._wire import (
     MAX_ERROR_TEXT,
     completion_from_body,
@@ -328,7 +328,9 @@ def _exchange(
     return response, raw
 
 
-def execute_plan(session: requests.Session, plan: RequestPlan) -> Completion:
+def execute_plan(
+    session: requests.Session, plan: RequestPlan, abort: AttemptAbort | None = None
+) -> Completion:
     """Perform exactly one HTTP attempt of ``plan`` and parse the completion.
 
     Blocks the calling thread for at most ``plan.connect_timeout`` to connect, at
@@ -336,6 +338,8 @@ def execute_plan(session: requests.Session, plan: RequestPlan) -> Completion:
     ``plan.attempt_timeout`` is set, at most that long in total: then the connection
     is closed at once, whatever the server is doing (dripping bytes included). The
     body is read incrementally and never past ``plan.max_response_bytes``.
+    ``abort`` lets another thread end the attempt at once (its socket is shut down;
+    the attempt then raises :class:`LMConnectionError`).
 
     Raises (all :class:`LMError`, chained to the underlying exception unless its
     text holds the key):
@@ -360,7 +364,7 @@ def execute_plan(session: requests.Session, plan: RequestPlan) -> Completion:
     Every message names the LM (``plan.label``) and has the API key redacted.
     """
     started = time.perf_counter()
-    clock = AttemptClock(plan.attempt_timeout, plan.timeout)
+    clock = AttemptClock(plan.attempt_timeout, plan.timeout, abort)
     previous = activate(clock)
     try:
         response, raw = _exchange(session, plan, clock)

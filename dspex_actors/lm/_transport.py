@@ -13,8 +13,13 @@ The hook is a connection class (``response_class``) installed in the pools of th
 :class:`BoundedAdapter` that :func:`dspex_actors.lm.make_session` mounts; no thread
 is started. Reads made with no active clock behave exactly as urllib3's own.
 
+Another thread may cut an attempt short with an :class:`AttemptAbort` handed to the
+clock (a cancelled request's program does): :meth:`AttemptAbort.abort` shuts the
+attempt's socket down at once, so the blocked read returns and the server sees the close.
+
 Threading: the active clock is thread-local (:func:`activate`); one attempt runs in
-one thread, as ``requests`` does. An :class:`AttemptClock` is used by that thread only.
+one thread, as ``requests`` does. An :class:`AttemptClock` is used by that thread only;
+its :class:`AttemptAbort` is the one part any thread may call.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from urllib3 import PoolManager, ProxyManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-__all__ = ["AttemptClock", "AttemptExpired", "BoundedAdapter", "activate"]
+__all__ = ["AttemptAbort", "AttemptClock", "AttemptExpired", "BoundedAdapter", "activate"]
 
 _local = threading.local()
 
@@ -40,17 +45,55 @@ class AttemptExpired(TimeoutError):
     """The attempt's total time passed during a read; the socket was shut down."""
 
 
+class AttemptAbort:
+    """A handle another thread uses to end an attempt now: :meth:`abort` shuts down
+    every socket the attempt has read from, and any it opens later. Idempotent, never
+    raises; the attempt's read then fails (a connection error)."""
+
+    __slots__ = ("_aborted", "_lock", "_socks")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socks: list[Any] = []
+        self._aborted = False
+
+    @property
+    def aborted(self) -> bool:
+        """Whether :meth:`abort` was called."""
+        return self._aborted
+
+    def abort(self) -> None:
+        """Shut the attempt's sockets down (from any thread)."""
+        with self._lock:
+            self._aborted = True
+            socks, self._socks = self._socks, []
+        for sock in socks:
+            _shutdown(sock)
+
+    def attach(self, sock: Any) -> None:
+        """Called by the attempt's thread for each socket it reads a response from."""
+        with self._lock:
+            if not self._aborted:
+                self._socks.append(sock)
+                return
+        _shutdown(sock)
+
+
 class AttemptClock:
     """The time limits of one attempt: ``seconds`` in total from now (``None``: no
     total limit) and ``read_timeout`` for each read. ``expired`` becomes true when the
-    total limit cut a read short. Owned by the attempt's thread."""
+    total limit cut a read short. ``abort``, if given, lets another thread end the
+    attempt. Owned by the attempt's thread."""
 
-    __slots__ = ("deadline", "expired", "read_timeout")
+    __slots__ = ("abort", "deadline", "expired", "read_timeout")
 
-    def __init__(self, seconds: float | None, read_timeout: float) -> None:
+    def __init__(
+        self, seconds: float | None, read_timeout: float, abort: AttemptAbort | None = None
+    ) -> None:
         self.deadline = None if seconds is None else time.monotonic() + seconds
         self.read_timeout = read_timeout
         self.expired = False
+        self.abort = abort
 
     def left(self) -> float | None:
         """Seconds left before the total limit (may be negative), or ``None``."""
@@ -84,6 +127,8 @@ class _BoundedReader(io.RawIOBase):
         self._raw = sock.makefile("rb", buffering=0)
         self._sock = sock
         self._clock = clock
+        if clock.abort is not None:
+            clock.abort.attach(sock)
 
     def readable(self) -> bool:
         return True

@@ -44,6 +44,7 @@ from dspex_actors.lm import (
     LM,
     RESTART_POLL,
     AdmissionTable,
+    AttemptAbort,
     Completion,
     Outcome,
     Planned,
@@ -181,13 +182,15 @@ class IOWorker(sv.Actor):
         self._program = program
         self._report = report
         self._call_id = call_id
+        #: Lets the program end the attempt from its own thread (cancel, deadline).
+        self.abort = AttemptAbort()
 
     def on_receive(self, message: Any) -> Any:
         if not isinstance(message, Perform):
             return None
         started = time.monotonic()
         try:
-            completion = execute_plan(self._session, self._plan)
+            completion = execute_plan(self._session, self._plan, self.abort)
         except LMError as exc:
             self._report(Outcome(ok=False, latency_s=time.monotonic() - started, error=exc))
             raise
@@ -300,8 +303,15 @@ class ProgramActor(sv.Actor):
 
     def _kill_workers(self, reason: str) -> None:
         for worker in list(self._workers.values()):
-            sv.kill(worker, reason, quiet=True)  # the request's own outcome is logged
-        self._workers.clear()
+            self._end_worker(worker, reason)
+
+    def _end_worker(self, worker: sv.Actor, reason: str) -> None:
+        """Close the worker's connection now (its thread may be blocked reading) and
+        kill it; the request's own outcome is logged, not the worker's end."""
+        if isinstance(worker, IOWorker):
+            worker.abort.abort()
+        sv.kill(worker, reason, quiet=True)
+        self._workers.pop(worker.actor_urn, None)
 
     def describe(self) -> str | None:
         if self.module is None:
@@ -567,14 +577,12 @@ class ProgramActor(sv.Actor):
         try:
             message = self.receive(match, timeout=max(self.remaining(), 0.0))
         except pykka.Timeout:
-            sv.kill(worker, "killed", quiet=True)
-            self._workers.pop(worker.actor_urn, None)
+            self._end_worker(worker, "killed")
             raise DeadlineExceeded(
                 "request deadline passed while waiting for the LM", attempts=self.attempts
             ) from None
         if self._is_cancel(message):
-            sv.kill(worker, "shutdown", quiet=True)
-            self._workers.pop(worker.actor_urn, None)
+            self._end_worker(worker, "shutdown")
             raise Cancelled("the caller cancelled the request", attempts=self.attempts)
         if isinstance(message, Completed):
             # No Down can follow: the worker dropped our monitor before handing over.

@@ -8,11 +8,13 @@ with other jobs); what they check is "seconds after the limit", not "60 s later"
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
 import dspex_actors as dx
+import supervisors as sv
 from dspex_actors.lm import build_plan, execute_plan, make_session
 from tests.dspex_actors.lm._loopback import DripServer
 
@@ -87,3 +89,42 @@ def test_within_keeps_a_shorter_attempt_timeout() -> None:
     plan = build_plan(lm, MESSAGES)
     assert plan.within(30.0) is plan
     assert plan.within(0.5).attempt_timeout == pytest.approx(0.45)
+
+
+def test_a_cancelled_request_closes_its_connection_at_once() -> None:
+    # Issue 9 item 6's last clause: on cancel the worker's socket is shut down from the
+    # program's thread, not left to the 30 s deadline or the 10 s read timeout.
+    with (
+        DripServer(mode="body", interval=1.0) as server,
+        dx.start(
+            lm=dx.LM("openai/m", api_base=server.api_base, timeout=10.0),
+            retry=dx.RetryPolicy(deadline=30.0),
+            cache=False,
+            name="drip-cancel",
+            configure_logs=False,
+        ) as system,
+    ):
+        outcome: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                dx.Predict("question -> answer")(question="slow?")
+            except BaseException as exc:  # collected for the asserts below
+                outcome.append(exc)
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        limit = time.monotonic() + 10.0
+        while not server.opened and time.monotonic() < limit:
+            time.sleep(0.02)
+        assert server.opened, "the request never reached the server"
+        (program,) = [c.ref for c in sv.which_children(system.programs.name) if c.ref]
+        cancelled = time.monotonic()
+        program.tell(dx.messages.Cancel())
+        caller.join(5)
+        _wait_for_close(server, 5.0)
+        assert not caller.is_alive()
+        assert isinstance(outcome[0], dx.DeadlineExceeded)  # Cancelled is one
+        assert "cancelled" in str(outcome[0])
+        assert server.closed, "the cancelled request's connection stayed open"
+        assert server.closed[0] - cancelled < 2.0  # not the 10 s read timeout
