@@ -11,6 +11,7 @@ stuck in, hands its result to no one, and ends.
 from __future__ import annotations
 
 import itertools
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,9 +25,23 @@ from dspex_actors.primitives import DeadlineExceeded, logger
 if TYPE_CHECKING:
     from dspex_actors.runtime._program import ProgramActor
 
-__all__ = ["ToolFailure", "ToolRaised", "ToolWorker", "call_tool", "format_error_for_lm"]
+__all__ = [
+    "ToolFailure",
+    "ToolRaised",
+    "ToolWorker",
+    "call_tool",
+    "current_tool_worker",
+    "format_error_for_lm",
+]
 
 _call_ids = itertools.count(1)
+_local = threading.local()
+
+
+def current_tool_worker() -> ToolWorker | None:
+    """The tool worker whose tool is running in this thread, if any."""
+    worker: ToolWorker | None = getattr(_local, "worker", None)
+    return worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +107,13 @@ class ToolWorker(sv.Actor):
     def on_receive(self, message: Any) -> Any:
         if not isinstance(message, _RunTool):
             return None
+        _local.worker = self
         try:
             result = self._call()
         except Exception as exc:  # the worker crashes; the program gets the Down
             raise ToolRaised(exc) from exc
+        finally:
+            _local.worker = None
         self.unlink(self._program)
         self.drop_monitors_of(self._program)
         program, done = self._program, _ToolDone(self._call_id, result)
