@@ -65,10 +65,9 @@ class Pipeline(Module):
         if available is None:
             return
         known = set(available)
-        for index, step in enumerate(self.steps[1:], start=1):
+        for index, step in enumerate(self.steps):
             needs = _fields(step, "input_fields")
-            outputs = _fields(self.steps[index - 1], "output_fields")
-            if needs is not None:
+            if index and needs is not None:
                 missing = [n for n in needs if n not in known]
                 if missing:
                     raise PipelineError(
@@ -76,6 +75,7 @@ class Pipeline(Module):
                         f"{missing}, which neither the pipeline's inputs nor earlier "
                         f"steps give (available: {sorted(known)})"
                     )
+            outputs = _fields(step, "output_fields")
             if outputs is None:
                 return  # what a signature-less step outputs is known only when it runs
             known.update(outputs)
