@@ -385,7 +385,7 @@ class ActorSystem:
 
         self._check_open()
         return start_program_tree(
-            lambda spec: self.start_service(spec),
+            self.start_service,
             lambda module, inputs, timeout: self.run(module, inputs, timeout=timeout),
             self.request_timeout,
             module_class,
