@@ -87,10 +87,10 @@ def main() -> None:
         theirs = run_dspy(server, args.agents, args.rounds)
     o, d = statistics.median(ours), statistics.median(theirs)
     print(f"{args.agents} agents x 5 tool steps (50 ms each), median of {args.rounds} rounds")
-    print(f"  dspex_actors ReAct (batch, 32):     {o:.3f} s   rounds {[round(t, 3) for t in ours]}")
-    print(
-        f"  DSPy 3.4.1 ReAct (Evaluate, 32):    {d:.3f} s   rounds {[round(t, 3) for t in theirs]}"
-    )
+    ours_rounds = [round(t, 3) for t in ours]
+    dspy_rounds = [round(t, 3) for t in theirs]
+    print(f"  dspex_actors ReAct (batch, 32):   {o:.3f} s   rounds {ours_rounds}")
+    print(f"  DSPy 3.4.1 ReAct (Evaluate, 32):  {d:.3f} s   rounds {dspy_rounds}")
     print(f"  speed-up (DSPy / ours): {d / o:.2f}x  (target >= 1.3x)")
 
 

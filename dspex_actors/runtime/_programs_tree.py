@@ -122,10 +122,17 @@ class ProgramTree:
     own program actor; calls to one part are served in turn by that part's actor).
     """
 
-    def __init__(self, name: str, run: Runner, default_timeout: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        name: str,
+        run: Runner,
+        default_timeout: Callable[[], float],
+        terminate: Callable[[str], None],
+    ) -> None:
         self.name = name
         self._run = run
         self._default_timeout = default_timeout
+        self._terminate = terminate
 
     def __repr__(self) -> str:
         return f"ProgramTree({self.name!r})"
@@ -152,16 +159,18 @@ class ProgramTree:
         """A snapshot of this program's subtree (prints as a drawing)."""
         return sv.tree(self.name)
 
-    def stop(self, timeout: float | None = 10.0) -> bool:
+    def stop(self) -> bool:
         """Stop the subtree (parts and coordinator); ``False`` if it was not running."""
         ref = sv.whereis(self.name)
-        if ref is None:
+        if ref is None or not ref.is_alive():
             return False
-        return sv.stop(ref, timeout=timeout)
+        self._terminate(self.name)  # through its supervisor: it stays stopped
+        return True
 
 
 def start_program_tree(
     start_child: Callable[[sv.ChildSpec], Any],
+    terminate: Callable[[str], None],
     run: Runner,
     default_timeout: Callable[[], float],
     module_class: Callable[..., Any],
@@ -205,4 +214,4 @@ def start_program_tree(
             name=name,
         )
     )
-    return ProgramTree(name, run, default_timeout)
+    return ProgramTree(name, run, default_timeout, terminate)

@@ -386,6 +386,7 @@ class ActorSystem:
         self._check_open()
         return start_program_tree(
             self.start_service,
+            self._stop_service,
             lambda module, inputs, timeout: self.run(module, inputs, timeout=timeout),
             self.request_timeout,
             module_class,
@@ -393,6 +394,14 @@ class ActorSystem:
             kwargs,
             name,
         )
+
+    def _stop_service(self, service_id: str) -> None:
+        """Stop the service registered as ``service_id`` for good (restart() skips it too)."""
+        ref = sv.whereis(service_id)
+        if ref is not None:
+            sv.terminate_child(self._services_name, ref)
+        with self._tree_lock:
+            self._services = [s for s in self._services if s.id != service_id]
 
     def service(self, name: str) -> sv.NamedRef:
         """The named ref of the service registered as ``name``."""
