@@ -24,7 +24,19 @@ from typing import TYPE_CHECKING, Any
 from dspex_actors.adapters import ChatAdapter, JSONAdapter
 from dspex_actors.cache import CacheConfig, cache_key
 from dspex_actors.lm import LM, Completion, RetryPolicy
-from dspex_actors.modules import BatchError, ChainOfThought, Module, Predict, ProgramFileError
+from dspex_actors.modules import (
+    BatchError,
+    ChainOfThought,
+    ContextWindowExceeded,
+    Module,
+    Pipeline,
+    PipelineError,
+    Predict,
+    ProgramFileError,
+    ReAct,
+    Tool,
+    ToolArgsError,
+)
 from dspex_actors.primitives import (
     AdapterParseError,
     CircuitOpen,
@@ -114,6 +126,7 @@ __all__ = [
     "CircuitOpen",
     "CompileError",
     "Completion",
+    "ContextWindowExceeded",
     "DeadlineExceeded",
     "Evaluate",
     "EvaluationResult",
@@ -139,9 +152,12 @@ __all__ = [
     "Module",
     "NoSystemError",
     "OutputField",
+    "Pipeline",
+    "PipelineError",
     "Predict",
     "Prediction",
     "ProgramFileError",
+    "ReAct",
     "RecordedError",
     "ResultsFileError",
     "RetryPolicy",
@@ -150,6 +166,8 @@ __all__ = [
     "SignatureError",
     "SystemDown",
     "Teleprompter",
+    "Tool",
+    "ToolArgsError",
     "UnknownMessage",
     "cache_key",
     "current_system",

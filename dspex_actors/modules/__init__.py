@@ -1,4 +1,4 @@
-"""Modules: ``Predict``, ``ChainOfThought`` and your own composed ``Module``s.
+"""Modules: ``Predict``, ``ChainOfThought``, ``ReAct`` and ``Tool``, ``Pipeline``, yours.
 
 A module is plain Python: calling it runs its ``forward`` in a program actor of the
 current system. Saved programs use DSPy's JSON layout.
@@ -12,12 +12,21 @@ from dspex_actors.modules._module import (
     ProgramFileError,
     recording_trace,
 )
+from dspex_actors.modules._pipeline import Pipeline, PipelineError
+from dspex_actors.modules._react import ContextWindowExceeded, ReAct
+from dspex_actors.modules._tool import Tool, ToolArgsError
 
 __all__ = [
     "BatchError",
     "ChainOfThought",
+    "ContextWindowExceeded",
     "Module",
+    "Pipeline",
+    "PipelineError",
     "Predict",
     "ProgramFileError",
+    "ReAct",
+    "Tool",
+    "ToolArgsError",
     "recording_trace",
 ]

@@ -16,15 +16,19 @@ from dspex_actors.runtime._system import (
     current_system,
     start,
 )
+from dspex_actors.runtime._tool_worker import ToolFailure, call_tool, format_error_for_lm
 
 __all__ = [
     "ActorSystem",
     "Cancel",
     "Compiler",
     "NoSystemError",
+    "ToolFailure",
     "call_result",
+    "call_tool",
     "current_program",
     "current_system",
+    "format_error_for_lm",
     "run_in_program",
     "start",
 ]

@@ -38,6 +38,7 @@ from dspex_actors.runtime._health import (
 from dspex_actors.runtime._heart import Heart, Watch
 from dspex_actors.runtime._history import print_history
 from dspex_actors.runtime._program import Runtime, run_in_program
+from dspex_actors.runtime._programs_tree import ProgramTree
 
 __all__ = ["ActorSystem", "Compiler", "NoSystemError", "current_system", "start"]
 
@@ -366,6 +367,41 @@ class ActorSystem:
         with self._tree_lock:
             self._services.append(spec)
         return ref
+
+    def start_program(
+        self, module_class: Callable[..., Any], *args: Any, name: str, **kwargs: Any
+    ) -> ProgramTree:
+        """Start ``module_class(*args, **kwargs)`` as a long-lived supervision subtree.
+
+        Under ``services``: a ``rest_for_one`` supervisor ``name`` with one actor per
+        sub-module (keeping its state) and a coordinator; call the returned handle like
+        the module. See ``docs/agents.md``.
+
+        Raises:
+            ValueError / TypeError: a bad name or not a module class (nothing started).
+            sv.AlreadyStarted: ``name`` is taken.
+        """
+        from dspex_actors.runtime._programs_tree import start_program_tree
+
+        self._check_open()
+        return start_program_tree(
+            self.start_service,
+            self._stop_service,
+            lambda module, inputs, timeout: self.run(module, inputs, timeout=timeout),
+            self.request_timeout,
+            module_class,
+            args,
+            kwargs,
+            name,
+        )
+
+    def _stop_service(self, service_id: str) -> None:
+        """Stop the service registered as ``service_id`` for good (restart() skips it too)."""
+        ref = sv.whereis(service_id)
+        if ref is not None:
+            sv.terminate_child(self._services_name, ref)
+        with self._tree_lock:
+            self._services = [s for s in self._services if s.id != service_id]
 
     def service(self, name: str) -> sv.NamedRef:
         """The named ref of the service registered as ``name``."""

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
 from dspex_actors.testing._faults import STATUS_FAULTS, Fault
+from dspex_actors.testing._prompt import content_text
 from dspex_actors.testing._responses import (
     completion_body,
     error_body,
@@ -241,6 +242,8 @@ class Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         seq = state.record(body, raw)
+        if self._over_context_window(state, body):
+            return
         fault = state.faults.next()
         if not state.wait(state.latency):
             state.count("aborted")
@@ -255,6 +258,28 @@ class Handler(BaseHTTPRequestHandler):
         bad_format = fault is not None and fault.kind == "bad_format"
         content = state.rules.complete(body, bad_format=bad_format)
         self._send_json(200, completion_body(body, content, seq, state.model))
+
+    def _over_context_window(self, state: ServerState, body: dict[str, Any]) -> bool:
+        """Answer 400 ``context_length_exceeded`` if the prompt is over the window."""
+        limit = state.context_window
+        if limit is None:
+            return False
+        size = sum(
+            len(content_text(m.get("content")))
+            for m in body.get("messages", ())
+            if isinstance(m, dict)
+        )
+        if size <= limit:
+            return False
+        state.count("context_window")
+        message = (
+            f"This model's maximum context length is {limit} characters, "
+            f"but the messages have {size}."
+        )
+        self._send_json(
+            400, error_body(message, "invalid_request_error", "context_length_exceeded")
+        )
+        return True
 
     def _serve_fault(self, state: ServerState, fault: Fault) -> bool:
         """Apply ``fault``; True if it answered (or dropped) the request itself."""

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from dspex_actors.testing._agent import agent_values
 from dspex_actors.testing._knowledge import STOPWORDS, Knowledge, tokens
 from dspex_actors.testing._prompt import OutField, Prompt, base_type, demo_values, read_prompt
 from dspex_actors.testing._solve import (
@@ -160,6 +161,9 @@ class Rules:
                 return json.dumps({"answer": _verbose(sol.answer)}, indent=2, ensure_ascii=False)
             return _verbose(sol.answer)
         values = self._values(prompt, sol)
+        agent = agent_values(body, list(values))
+        if agent is not None:
+            values.update(agent)
         if prompt.json_mode:
             return json.dumps(values, indent=2, ensure_ascii=False)
         parts = [f"[[ ## {name} ## ]]\n{_render(value)}" for name, value in values.items()]

@@ -88,6 +88,21 @@ class RuleBasedLMServer:
         self._state.latency = value
 
     @property
+    def context_window(self) -> int | None:
+        """The most characters of message text a request may have (``None``: no limit).
+
+        A longer prompt is answered 400 ``context_length_exceeded``, as OpenAI does
+        (settable while running).
+        """
+        return self._state.context_window
+
+    @context_window.setter
+    def context_window(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or int(value) < 1):
+            raise ValueError(f"context_window must be an int >= 1 or None, got {value!r}")
+        self._state.context_window = None if value is None else int(value)
+
+    @property
     def follow_demos(self) -> bool:
         """Whether answers imitate the demos' style (see docs/testing.md)."""
         return self._state.rules.follow_demos

@@ -54,6 +54,7 @@ class ServerState:
         self.faults = faults
         self.model = model
         self.latency = 0.0
+        self.context_window: int | None = None  # characters of message text, or no limit
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.started = False
