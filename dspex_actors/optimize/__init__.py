@@ -5,7 +5,9 @@ is an actor that checkpoints each unit of work and resumes after a crash. Module
 (import downward only): ``_jsonable``, ``_examples``, ``_scoring``, ``_progress``,
 ``_entries`` (helpers) < ``_plan`` (what a job runs) < ``_checkpoint`` <
 ``_compile`` (the job) < ``_teleprompter`` (the base class) < ``_labeled``,
-``_bootstrap``, ``_random_search``; and ``_evaluate`` (with ``_results_file``).
+``_bootstrap``, ``_random_search``; ``_propose`` < ``_mipro_settings`` <
+``_mipro_items`` < ``_mipro_propose`` < ``_mipro`` (MIPROv2); and ``_evaluate``
+(with ``_results_file``).
 """
 
 from dspex_actors.optimize._bootstrap import BootstrapFewShot
@@ -14,6 +16,8 @@ from dspex_actors.optimize._compile import Job, JobCancelled, JobStatus, start_j
 from dspex_actors.optimize._evaluate import Evaluate, EvaluationResult
 from dspex_actors.optimize._jsonable import RecordedError
 from dspex_actors.optimize._labeled import LabeledFewShot
+from dspex_actors.optimize._mipro import MIPROv2, Trial
+from dspex_actors.optimize._mipro_settings import CostEstimate
 from dspex_actors.optimize._plan import CompileError
 from dspex_actors.optimize._random_search import BootstrapFewShotWithRandomSearch
 from dspex_actors.optimize._results_file import ResultsFileError
@@ -24,14 +28,17 @@ __all__ = [
     "BootstrapFewShotWithRandomSearch",
     "CheckpointError",
     "CompileError",
+    "CostEstimate",
     "Evaluate",
     "EvaluationResult",
     "Job",
     "JobCancelled",
     "JobStatus",
     "LabeledFewShot",
+    "MIPROv2",
     "RecordedError",
     "ResultsFileError",
     "Teleprompter",
+    "Trial",
     "start_job",
 ]

@@ -106,6 +106,11 @@ MAX_RESTARTS = 5
 MAX_METRIC_CRASHES = 2
 """Metric exceptions that may crash (and so restart) a job; later ones count as errors."""
 
+_DETAIL_FIELDS = frozenset(
+    ("trial", "num_trials", "best_trial", "lm_calls", "lm_budget", "budget_exhausted")
+)
+"""The ``Progress.details`` that ``JobStatus`` shows as fields."""
+
 _POLL = 0.1
 """Longest single wait in :meth:`Job.result` (between checks that the job still exists)."""
 
@@ -124,7 +129,9 @@ class JobStatus:
     when the teleprompter scores nothing); ``phase`` what it is doing;
     ``errors`` failed teacher runs or metric errors; ``restarts`` how often the
     job actor was restarted; ``requests`` LM requests started; ``in_flight``
-    those not finished yet; ``error`` the failure, as text.
+    those not finished yet; ``error`` the failure, as text. MIPROv2 also fills
+    ``trial`` (trials told) of ``num_trials``, ``best_trial`` (its ``Trial.number``),
+    ``lm_calls`` used of ``lm_budget`` (``max_lm_calls``) and ``budget_exhausted``.
     """
 
     id: str
@@ -140,6 +147,12 @@ class JobStatus:
     in_flight: int
     elapsed_s: float
     error: str | None = None
+    trial: int | None = None
+    num_trials: int | None = None
+    best_trial: int | None = None
+    lm_calls: int | None = None
+    lm_budget: int | None = None
+    budget_exhausted: bool = False
 
     @property
     def finished(self) -> bool:
@@ -180,6 +193,7 @@ class _JobProgress:
     phase: str = "starting"
     errors: int = 0
     requests: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -271,6 +285,7 @@ class _JobRun:
                 in_flight=len(self.in_flight),
                 elapsed_s=round(end - self.started, 6),
                 error=None if error is None else f"{type(error).__name__}: {error}",
+                **{k: v for k, v in progress.details.items() if k in _DETAIL_FIELDS},
             )
 
     def end(
@@ -522,6 +537,7 @@ class CompileJob(sv.Actor):
                 progress.phase,
                 progress.errors,
             )
+            mine.details = dict(progress.details or {})
 
     def _dispatch(self, plan: CompilePlan) -> None:
         """Start the requests the plan wants now, as many as the fan-out has free slots."""
@@ -587,6 +603,11 @@ class Job:
     def status(self) -> JobStatus:
         """A snapshot of the job's progress; reads shared state, never waits on the job."""
         return self._run.snapshot()
+
+    def trials(self) -> list[Any]:
+        """MIPROv2: the ``dx.Trial`` records told so far, in order (else ``[]``); never waits."""
+        with self._run.lock:
+            return list(self._run.progress.details.get("trials", ()))
 
     def done(self) -> bool:
         """Whether the job ended (done, failed or cancelled)."""

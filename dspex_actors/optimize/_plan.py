@@ -10,7 +10,7 @@ what the job needs of a teleprompter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -139,13 +139,19 @@ class PlanContext:
 
 @dataclass(frozen=True)
 class Progress:
-    """A plan's progress: ``done`` of ``total`` units, best score so far, phase name, errors."""
+    """A plan's progress: ``done`` of ``total`` units, best score so far, phase name, errors.
+
+    ``details``: teleprompter-specific fields for ``JobStatus`` (MIPROv2: ``trial``,
+    ``num_trials``, ``best_trial``, ``lm_calls``, ``lm_budget``, ``budget_exhausted``,
+    ``trials``).
+    """
 
     done: int
     total: int
     best_score: float | None
     phase: str
     errors: int
+    details: Mapping[str, Any] | None = None
 
 
 class CompilePlan:

@@ -64,7 +64,7 @@ class Prompt:
     ``outputs`` are the fields to answer (empty: answer in plain text),
     ``json_mode`` whether to answer with a JSON object, ``question`` the text
     to solve, ``all_text`` all input values joined, ``history`` the messages
-    before the final user turn (the demos).
+    before the final user turn (the demos), ``system`` the system message text.
     """
 
     outputs: tuple[OutField, ...]
@@ -72,6 +72,7 @@ class Prompt:
     question: str
     all_text: str
     history: tuple[Mapping[str, Any], ...]
+    system: str = ""
 
 
 def content_text(content: object) -> str:
@@ -357,7 +358,7 @@ def read_prompt(body: Mapping[str, Any]) -> Prompt:
     question = _question(inputs, spec.input_names, input_part)
     all_text = "\n".join(v for v in inputs.values()) if inputs else question
     history = tuple(messages[: max(last_user, 0)])
-    return Prompt(outputs, json_mode, question, all_text, history)
+    return Prompt(outputs, json_mode, question, all_text, history, system)
 
 
 def demo_values(history: Sequence[Mapping[str, Any]], json_mode: bool) -> dict[str, list[str]]:

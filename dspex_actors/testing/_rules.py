@@ -35,6 +35,26 @@ _NEGATIONS: Final = frozenset(
 )
 _SEQUENCE_PREFIXES: Final = ("list[", "List[", "tuple[", "set[")
 
+BARE_ANSWER: Final = "reply with the bare answer"
+"""An instruction holding this phrase (any case) gets bare answers (``Paris``, not a sentence)."""
+
+PROPOSALS: Final = {
+    "Keep the instruction clear and concise.": (
+        "Reply with the bare answer only: no sentence and no final period."
+    ),
+    "": "Read the question carefully and answer it in a full sentence.",
+}
+"""What a ``proposed_instruction`` output field gets, by the tip found among the inputs
+(DSPy's proposer tips); any other tip gets :data:`OTHER_PROPOSAL`."""
+
+OTHER_PROPOSAL: Final = "Think about the question, then state the answer as a sentence."
+_OTHER_TIPS: Final = (
+    "Don't be afraid to be creative",
+    "very informative and descriptive",
+    "high stakes scenario",
+    "Include a persona",
+)
+
 
 def _verbose(answer: str) -> str:
     return f"The answer is {answer.rstrip('.')}."
@@ -137,6 +157,16 @@ def _from_schema(
     return _schema_scalar(kind, sol)
 
 
+def _proposal(text: str) -> str:
+    """An instruction proposal: by the first known non-empty tip in the inputs, else the default."""
+    for tip, proposal in PROPOSALS.items():
+        if tip and tip in text:
+            return proposal
+    if any(tip in text for tip in _OTHER_TIPS):
+        return OTHER_PROPOSAL
+    return PROPOSALS[""]
+
+
 class Rules:
     """The rule engine: turns a chat-completions body into completion text.
 
@@ -173,10 +203,18 @@ class Rules:
     def _values(self, prompt: Prompt, sol: Solution) -> dict[str, Any]:
         """A value for every output field of ``prompt``, in field order."""
         demos = demo_values(prompt.history, prompt.json_mode)
-        return {
+        bare = BARE_ANSWER in prompt.system.lower()
+        values = {
             field.name: self._value(field, sol, prompt.question, demos.get(field.name))
             for field in prompt.outputs
         }
+        for field in prompt.outputs:
+            name = field.name
+            if name == "proposed_instruction" and isinstance(values[name], str):
+                values[name] = _proposal(prompt.all_text)
+            elif bare and values[name] == self._styled(sol.answer, demos.get(name)):
+                values[name] = sol.answer  # the instruction asked for the bare answer
+        return values
 
     def _styled(self, answer: str, demos: Sequence[str] | None) -> str:
         """Verbose without demos; the demos' bare style and case when they are short."""
