@@ -96,6 +96,10 @@ def _turns(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     return "\n\n".join(system), turns
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 class _AnthropicDecoder:
     def __init__(self, plan: RequestPlan) -> None:
         self._plan = plan
@@ -112,7 +116,7 @@ class _AnthropicDecoder:
             detail = error.get("message") if isinstance(error, dict) else ""
             raise _error_in_200(error, str(detail or ""), 200, None, self._plan)
         if kind == "message_start":
-            message = data.get("message") if isinstance(data.get("message"), dict) else {}
+            message = _dict(data.get("message"))
             self._input = dict(message.get("usage") or {})
             model = message.get("model")
             self._model = model if isinstance(model, str) else None
@@ -123,7 +127,7 @@ class _AnthropicDecoder:
                 return StreamDelta(text=str(delta.get("text") or ""))
             return None  # thinking, tool input JSON: not answer text
         if kind == "message_delta":
-            delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+            delta = _dict(data.get("delta"))
             usage = {**self._input, **dict(data.get("usage") or {})}
             return StreamDelta(usage=_usage(usage), finish=delta.get("stop_reason"))
         if kind == "message_stop":
@@ -136,7 +140,9 @@ class AnthropicProvider:
 
     name: ClassVar[str] = "anthropic"
 
-    def body(self, lm: LM, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    def body(
+        self, lm: LM, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> dict[str, Any]:
         system, turns = _turns(messages)
         params = dict(params)
         max_tokens = params.pop("max_tokens", None) or params.pop("max_completion_tokens", None)
@@ -178,10 +184,14 @@ class AnthropicProvider:
         if not isinstance(blocks, list):
             raise _malformed(plan, status, "no content blocks")
         text = "".join(
-            str(b.get("text") or "") for b in blocks if isinstance(b, dict) and b.get("type") == "text"
+            str(b.get("text") or "")
+            for b in blocks
+            if isinstance(b, dict) and b.get("type") == "text"
         )
         finish = anthropic_finish(body.get("stop_reason"))
-        return finish_completion(plan, status, text, finish, _usage(body.get("usage")), body.get("model"), latency)
+        return finish_completion(
+            plan, status, text, finish, _usage(body.get("usage")), body.get("model"), latency
+        )
 
     def error(
         self, status: int, raw: bytes, reason: str, retry_after: float | None, plan: RequestPlan

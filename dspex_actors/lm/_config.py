@@ -32,8 +32,8 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "LM",
     "PROVIDER_API_BASES",
-    "provider_of",
     "RESERVED_PARAM_NAMES",
+    "provider_of",
     "refuse_stream",
     "uses_max_completion_tokens",
 ]
@@ -59,6 +59,7 @@ def provider_of(model: str) -> str:
     ``"gemini"`` for ``gemini/...``, else ``"openai"`` (OpenAI-compatible)."""
     prefix = model.split("/", 1)[0].lower() if "/" in model else ""
     return prefix if prefix in ("anthropic", "gemini") else "openai"
+
 
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 """The default cap on one response body (16 MiB; a chat completion is a few KiB)."""
@@ -363,7 +364,9 @@ class LM(BaseModel):
         if self.provider == "anthropic":
             return base + "/v1/messages"
         if self.provider == "gemini":
-            return f"{base}/models/{urllib.parse.quote(self.wire_model, safe='-._~')}:generateContent"
+            return (
+                f"{base}/models/{urllib.parse.quote(self.wire_model, safe='-._~')}:generateContent"
+            )
         return base + "/chat/completions"
 
     @property

@@ -99,7 +99,9 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]
         if role in ("system", "developer"):
             system.append(text)
         elif role in ("user", "assistant"):
-            contents.append({"role": "user" if role == "user" else "model", "parts": [{"text": text}]})
+            contents.append(
+                {"role": "user" if role == "user" else "model", "parts": [{"text": text}]}
+            )
         else:
             raise ValueError(f"gemini: messages[{position}] has role {role!r}")
     if not contents:
@@ -123,7 +125,11 @@ def _candidate(body: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(candidates, list):
         return None
     usable = [c for c in candidates if isinstance(c, dict)]
-    return min(usable, key=lambda c: c.get("index", 0) if isinstance(c.get("index"), int) else 0, default=None)
+    return min(
+        usable,
+        key=lambda c: c.get("index", 0) if isinstance(c.get("index"), int) else 0,
+        default=None,
+    )
 
 
 def _text_and_finish(candidate: dict[str, Any]) -> tuple[str, str | None]:
@@ -190,7 +196,9 @@ class GeminiProvider:
 
     name: ClassVar[str] = "gemini"
 
-    def body(self, lm: LM, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    def body(
+        self, lm: LM, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> dict[str, Any]:
         system, contents = _contents(messages)
         config: dict[str, Any] = {}
         body: dict[str, Any] = {"contents": contents}

@@ -74,7 +74,9 @@ class Provider(Protocol):
 
     name: ClassVar[str]
 
-    def body(self, lm: LM, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    def body(
+        self, lm: LM, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> dict[str, Any]:
         """The request body for ``messages`` with ``params`` (``lm.request_params``
         without ``model``). Raises ``ValueError`` for what the API cannot take."""
         ...
@@ -180,7 +182,9 @@ class OpenAIProvider:
 
     name: ClassVar[str] = "openai"
 
-    def body(self, lm: LM, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    def body(
+        self, lm: LM, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> dict[str, Any]:
         return {"model": lm.wire_model, "messages": messages, **params}
 
     def headers(self, key: str | None) -> dict[str, str]:
