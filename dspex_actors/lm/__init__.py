@@ -10,6 +10,7 @@ needs no ask. Nothing here runs a program.
 
 from dspex_actors.lm._admission import RESTART_POLL, Admission, AdmissionTable
 from dspex_actors.lm._breaker import CircuitBreaker
+from dspex_actors.lm._bulkhead import Bulkhead, Permit
 from dspex_actors.lm._client import LMClient, LMCounters
 from dspex_actors.lm._config import LM
 from dspex_actors.lm._http import Completion, RequestPlan, build_plan, execute_plan, make_session
@@ -22,11 +23,13 @@ __all__ = [
     "RESTART_POLL",
     "Admission",
     "AdmissionTable",
+    "Bulkhead",
     "CircuitBreaker",
     "Completion",
     "LMClient",
     "LMCounters",
     "Outcome",
+    "Permit",
     "PlanRequest",
     "Planned",
     "Refused",

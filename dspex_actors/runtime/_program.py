@@ -46,6 +46,7 @@ from dspex_actors.lm import (
     AdmissionTable,
     Completion,
     Outcome,
+    Permit,
     Planned,
     PlanRequest,
     Refused,
@@ -131,11 +132,24 @@ Report = Callable[[Outcome], None]
 
 @dataclass(frozen=True, slots=True)
 class _Admitted:
-    """An attempt that may go: the plan, the LM's connection pool, where to report."""
+    """An attempt that may go: the plan, the LM's connection pool, where to report,
+    and the bulkhead slot it holds (released by the worker's report or, if the worker
+    never reports, when the program stops waiting for it)."""
 
     plan: RequestPlan
     session: requests.Session
     report: Report
+    permit: Permit | None = None
+
+
+def _releasing(permit: Permit, report: Report) -> Report:
+    """``report``, giving the bulkhead slot back first (the attempt's I/O is over)."""
+
+    def release_and_report(outcome: Outcome) -> None:
+        permit.release()
+        report(outcome)
+
+    return release_and_report
 
 
 def _tell_outcome(client: sv.NamedRef) -> Report:
@@ -514,10 +528,15 @@ class ProgramActor(sv.Actor):
         admission = table.get(lm_name)
         if admission is None:
             return Wait(RESTART_POLL)  # its client is restarting: look again shortly
+        try:
+            permit = admission.bulkhead.acquire(remaining)
+        except LMError as exc:  # LMQueueFull / LMQueueTimeout / DeadlineExceeded: no I/O
+            return Refused(exc)
         verdict = admission.admit()
         if verdict is not None:
+            permit.release()
             return verdict
-        return _Admitted(plan, admission.session, admission.record)
+        return _Admitted(plan, admission.session, _releasing(permit, admission.record), permit)
 
     def _ask_plan(
         self,
@@ -567,11 +586,15 @@ class ProgramActor(sv.Actor):
         try:
             message = self.receive(match, timeout=max(self.remaining(), 0.0))
         except pykka.Timeout:
+            if admitted.permit is not None:
+                admitted.permit.release()
             sv.kill(worker, "killed", quiet=True)
             self._workers.pop(worker.actor_urn, None)
             raise DeadlineExceeded(
                 "request deadline passed while waiting for the LM", attempts=self.attempts
             ) from None
+        if admitted.permit is not None:
+            admitted.permit.release()  # the worker's report did it already, unless it died
         if self._is_cancel(message):
             sv.kill(worker, "shutdown", quiet=True)
             self._workers.pop(worker.actor_urn, None)
