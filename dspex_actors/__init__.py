@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 from dspex_actors.adapters import ChatAdapter, JSONAdapter
 from dspex_actors.cache import CacheConfig, cache_key
 from dspex_actors.lm import LM, Completion, RetryPolicy
-from dspex_actors.modules import BatchError, ChainOfThought, Module, Predict, ProgramFileError
+from dspex_actors.modules import (
+    BatchError,
+    ChainOfThought,
+    Module,
+    Predict,
+    ProgramFileError,
+    StreamingProgram,
+    streamify,
+)
 from dspex_actors.primitives import (
     AdapterParseError,
     CircuitOpen,
@@ -33,18 +41,29 @@ from dspex_actors.primitives import (
     LMBadRequest,
     LMConnectionError,
     LMError,
+    LMQueueFull,
+    LMQueueTimeout,
     LMQuotaExceeded,
     LMRateLimited,
     LMRefused,
     LMResponseTooLarge,
     LMServerError,
+    LMStreamInterrupted,
     LMTimeout,
     LMTruncated,
+    LMUnavailable,
     Prediction,
     SystemDown,
     UnknownMessage,
 )
-from dspex_actors.runtime import ActorSystem, NoSystemError, current_system, start
+from dspex_actors.runtime import (
+    ActorSystem,
+    NoSystemError,
+    StreamListener,
+    StreamResponse,
+    current_system,
+    start,
+)
 from dspex_actors.signatures import (
     InputField,
     InputFieldsError,
@@ -128,13 +147,17 @@ __all__ = [
     "LMBadRequest",
     "LMConnectionError",
     "LMError",
+    "LMQueueFull",
+    "LMQueueTimeout",
     "LMQuotaExceeded",
     "LMRateLimited",
     "LMRefused",
     "LMResponseTooLarge",
     "LMServerError",
+    "LMStreamInterrupted",
     "LMTimeout",
     "LMTruncated",
+    "LMUnavailable",
     "LabeledFewShot",
     "Module",
     "NoSystemError",
@@ -148,6 +171,9 @@ __all__ = [
     "RuleBasedLMServer",
     "Signature",
     "SignatureError",
+    "StreamListener",
+    "StreamResponse",
+    "StreamingProgram",
     "SystemDown",
     "Teleprompter",
     "UnknownMessage",
@@ -155,6 +181,7 @@ __all__ = [
     "current_system",
     "ensure_signature",
     "start",
+    "streamify",
 ]
 
 

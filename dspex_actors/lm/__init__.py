@@ -13,10 +13,19 @@ from dspex_actors.lm._breaker import CircuitBreaker
 from dspex_actors.lm._bulkhead import Bulkhead, Permit
 from dspex_actors.lm._client import LMClient, LMCounters
 from dspex_actors.lm._config import LM
-from dspex_actors.lm._http import Completion, RequestPlan, build_plan, execute_plan, make_session
+from dspex_actors.lm._http import (
+    Completion,
+    RequestPlan,
+    build_plan,
+    execute_plan,
+    make_session,
+    stream_plan,
+)
 from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Reset, Wait
 from dspex_actors.lm._ratelimit import TokenBucket
 from dspex_actors.lm._retry import RetryPolicy
+from dspex_actors.lm._sse import SSEEvent, SSEParser
+from dspex_actors.lm._stream import execute_stream
 
 __all__ = [
     "LM",
@@ -36,9 +45,13 @@ __all__ = [
     "RequestPlan",
     "Reset",
     "RetryPolicy",
+    "SSEEvent",
+    "SSEParser",
     "TokenBucket",
     "Wait",
     "build_plan",
     "execute_plan",
+    "execute_stream",
     "make_session",
+    "stream_plan",
 ]

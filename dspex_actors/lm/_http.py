@@ -162,18 +162,20 @@ def build_plan(lm: LM, messages: list[dict[str, Any]], **overrides: Any) -> Requ
     )
 
 
-def stream_plan(lm: LM, plan: RequestPlan) -> RequestPlan:
-    """``plan`` as a streaming request: the provider's streaming body and URL,
-    ``Accept: text/event-stream``, ``stream=True``. Pure."""
+def stream_plan(plan: RequestPlan) -> RequestPlan:
+    """``plan`` as a streaming request: the provider's streaming body and URL
+    (Gemini's ``:streamGenerateContent?alt=sse``), ``Accept: text/event-stream``,
+    ``stream=True``. Pure; returns ``plan`` if it streams already."""
+    if plan.stream:
+        return plan
     provider = PROVIDERS[plan.provider]
     headers = _RedactedHeaders(plan.headers)
     headers["Accept"] = "text/event-stream"
+    url = plan.url
+    if plan.provider == "gemini" and url.endswith(":generateContent"):
+        url = url[: -len(":generateContent")] + ":streamGenerateContent?alt=sse"
     return dataclasses.replace(
-        plan,
-        url=provider.url(lm, True),
-        headers=headers,
-        json=provider.streaming(plan.json),
-        stream=True,
+        plan, url=url, headers=headers, json=provider.streaming(plan.json), stream=True
     )
 
 

@@ -12,6 +12,7 @@ from dspex_actors.modules._module import (
     ProgramFileError,
     recording_trace,
 )
+from dspex_actors.modules._streamify import StreamingProgram, streamify
 
 __all__ = [
     "BatchError",
@@ -19,5 +20,7 @@ __all__ = [
     "Module",
     "Predict",
     "ProgramFileError",
+    "StreamingProgram",
     "recording_trace",
+    "streamify",
 ]

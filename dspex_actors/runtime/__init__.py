@@ -9,6 +9,15 @@ at once go through one fan-out engine (``ActorSystem.fan_out``, on ``sv.fan_out`
 from dspex_actors.runtime._fanout import call_result
 from dspex_actors.runtime._messages import Cancel
 from dspex_actors.runtime._program import current_program, run_in_program
+from dspex_actors.runtime._stream import (
+    AsyncSink,
+    StreamListener,
+    StreamResponse,
+    StreamSink,
+    ThreadSink,
+    final_of,
+    start_streaming,
+)
 from dspex_actors.runtime._system import (
     ActorSystem,
     Compiler,
@@ -19,12 +28,19 @@ from dspex_actors.runtime._system import (
 
 __all__ = [
     "ActorSystem",
+    "AsyncSink",
     "Cancel",
     "Compiler",
     "NoSystemError",
+    "StreamListener",
+    "StreamResponse",
+    "StreamSink",
+    "ThreadSink",
     "call_result",
     "current_program",
     "current_system",
+    "final_of",
     "run_in_program",
     "start",
+    "start_streaming",
 ]

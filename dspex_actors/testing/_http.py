@@ -379,9 +379,8 @@ class Handler(BaseHTTPRequestHandler):
         A ``stream_cut`` fault drops the connection halfway (after at least one chunk).
         """
         items = list(events)
-        cut_at = (
-            max(len(items) // 2, 2) if fault is not None and fault.kind == "stream_cut" else None
-        )
+        cut = fault is not None and fault.kind == "stream_cut"
+        cut_at = max(len(items) // 2, 1) if cut else None
         head = "\r\n".join(
             [
                 "HTTP/1.1 200 OK",
