@@ -34,8 +34,10 @@ from dspex_actors.modules import (
     Predict,
     ProgramFileError,
     ReAct,
+    StreamingProgram,
     Tool,
     ToolArgsError,
+    streamify,
 )
 from dspex_actors.primitives import (
     AdapterParseError,
@@ -45,18 +47,29 @@ from dspex_actors.primitives import (
     LMBadRequest,
     LMConnectionError,
     LMError,
+    LMQueueFull,
+    LMQueueTimeout,
     LMQuotaExceeded,
     LMRateLimited,
     LMRefused,
     LMResponseTooLarge,
     LMServerError,
+    LMStreamInterrupted,
     LMTimeout,
     LMTruncated,
+    LMUnavailable,
     Prediction,
     SystemDown,
     UnknownMessage,
 )
-from dspex_actors.runtime import ActorSystem, NoSystemError, current_system, start
+from dspex_actors.runtime import (
+    ActorSystem,
+    NoSystemError,
+    StreamListener,
+    StreamResponse,
+    current_system,
+    start,
+)
 from dspex_actors.signatures import (
     InputField,
     InputFieldsError,
@@ -148,13 +161,17 @@ __all__ = [
     "LMBadRequest",
     "LMConnectionError",
     "LMError",
+    "LMQueueFull",
+    "LMQueueTimeout",
     "LMQuotaExceeded",
     "LMRateLimited",
     "LMRefused",
     "LMResponseTooLarge",
     "LMServerError",
+    "LMStreamInterrupted",
     "LMTimeout",
     "LMTruncated",
+    "LMUnavailable",
     "LabeledFewShot",
     "MIPROv2",
     "Module",
@@ -172,6 +189,9 @@ __all__ = [
     "RuleBasedLMServer",
     "Signature",
     "SignatureError",
+    "StreamListener",
+    "StreamResponse",
+    "StreamingProgram",
     "SystemDown",
     "Teleprompter",
     "Tool",
@@ -182,6 +202,7 @@ __all__ = [
     "current_system",
     "ensure_signature",
     "start",
+    "streamify",
 ]
 
 

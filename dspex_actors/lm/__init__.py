@@ -10,12 +10,22 @@ needs no ask. Nothing here runs a program.
 
 from dspex_actors.lm._admission import RESTART_POLL, Admission, AdmissionTable
 from dspex_actors.lm._breaker import CircuitBreaker
+from dspex_actors.lm._bulkhead import Bulkhead, Permit
 from dspex_actors.lm._client import LMClient, LMCounters
 from dspex_actors.lm._config import LM
-from dspex_actors.lm._http import Completion, RequestPlan, build_plan, execute_plan, make_session
+from dspex_actors.lm._http import (
+    Completion,
+    RequestPlan,
+    build_plan,
+    execute_plan,
+    make_session,
+    stream_plan,
+)
 from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Reset, Wait
 from dspex_actors.lm._ratelimit import TokenBucket
 from dspex_actors.lm._retry import RetryPolicy
+from dspex_actors.lm._sse import SSEEvent, SSEParser
+from dspex_actors.lm._stream import execute_stream
 from dspex_actors.lm._transport import AttemptAbort
 
 __all__ = [
@@ -24,20 +34,26 @@ __all__ = [
     "Admission",
     "AdmissionTable",
     "AttemptAbort",
+    "Bulkhead",
     "CircuitBreaker",
     "Completion",
     "LMClient",
     "LMCounters",
     "Outcome",
+    "Permit",
     "PlanRequest",
     "Planned",
     "Refused",
     "RequestPlan",
     "Reset",
     "RetryPolicy",
+    "SSEEvent",
+    "SSEParser",
     "TokenBucket",
     "Wait",
     "build_plan",
     "execute_plan",
+    "execute_stream",
     "make_session",
+    "stream_plan",
 ]

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dspex_actors.lm._breaker import CircuitBreaker
+from dspex_actors.lm._bulkhead import Bulkhead
 from dspex_actors.lm._config import LM
 from dspex_actors.lm._http import build_plan
 from dspex_actors.lm._messages import Outcome, Planned, Refused, Wait
@@ -163,6 +164,9 @@ class Admission:
             min_calls=min(lm.breaker_min_calls, lm.breaker_window),
             failure_rate=lm.breaker_failure_rate,
         )
+        self.bulkhead = Bulkhead(lm.label, lm.max_in_flight, lm.max_queue, lm.queue_timeout)
+        """This LM's own bulkhead (a restarted client brings a fresh one; slots held
+        across the restart are given back to the old one)."""
         self._closed = False
         self._owner_stopped = owner_stopped
 
@@ -272,6 +276,7 @@ class Admission:
             breaker = self._breaker.snapshot()
         out = self.counters.stats(self.lm.model)
         out["breaker"] = breaker
+        out["bulkhead"] = self.bulkhead.stats()
         return out
 
     def __repr__(self) -> str:

@@ -31,12 +31,35 @@ __all__ = [
     "DEFAULT_API_BASE",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "LM",
+    "PROVIDER_API_BASES",
     "RESERVED_PARAM_NAMES",
+    "provider_of",
     "refuse_stream",
     "uses_max_completion_tokens",
 ]
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
+
+PROVIDER_API_BASES = {
+    "openai": DEFAULT_API_BASE,
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com/v1beta",
+}
+"""The public endpoint of each native provider (``api_base=None``)."""
+
+_KEY_VARIABLES = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+}
+
+
+def provider_of(model: str) -> str:
+    """The wire format ``model`` is spoken in: ``"anthropic"`` for ``anthropic/...``,
+    ``"gemini"`` for ``gemini/...``, else ``"openai"`` (OpenAI-compatible)."""
+    prefix = model.split("/", 1)[0].lower() if "/" in model else ""
+    return prefix if prefix in ("anthropic", "gemini") else "openai"
+
 
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 """The default cap on one response body (16 MiB; a chat completion is a few KiB)."""
@@ -190,6 +213,19 @@ class LM(BaseModel):
     ``seed``, ``stop``...); credential/routing names, ``model``/``messages`` and
     ``stream`` (there is no streaming yet) are rejected there.
 
+    Providers (``docs/providers.md``): ``"anthropic/<model>"`` speaks Anthropic's
+    Messages API natively and ``"gemini/<model>"`` Gemini's ``generateContent``; any
+    other model is OpenAI-compatible. For those two ``api_base=None`` is the
+    provider's public endpoint (Anthropic's host root, Gemini's ``.../v1beta``) and
+    the key defaults to ``$ANTHROPIC_API_KEY`` / ``$GEMINI_API_KEY`` (or
+    ``$GOOGLE_API_KEY``).
+
+    The bulkhead (each LM its own): at most ``max_in_flight`` (64) requests at once,
+    at most ``max_queue`` (1024) waiting for a slot, each for at most
+    ``queue_timeout`` (10 s); past those a call fails fast with
+    :class:`LMQueueFull` / :class:`LMQueueTimeout`, so one slow provider cannot take
+    the threads and the patience of the others.
+
     Threading: frozen; ``extra`` is a private deep copy of what was passed (do not
     mutate it in place); share freely.
     Raises :class:`pydantic.ValidationError` (a ``ValueError``) on invalid values;
@@ -217,6 +253,9 @@ class LM(BaseModel):
     breaker_min_calls: int = Field(default=50, ge=1)
     breaker_cooldown: float = Field(default=10.0, ge=0.0)
     pool_size: int = Field(default=64, ge=1)
+    max_in_flight: int = Field(default=64, ge=1)
+    max_queue: int = Field(default=1024, ge=0)
+    queue_timeout: float = Field(default=10.0, gt=0.0)
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def __init__(self, model: str | None = None, /, **data: Any) -> None:
@@ -224,6 +263,13 @@ class LM(BaseModel):
             if "model" in data:
                 raise TypeError("LM() got the model both positionally and as model=")
             data["model"] = model
+        provider = provider_of(str(data.get("model") or ""))
+        if provider != "openai":
+            # A native provider: its own endpoint and key variable, never OpenAI's.
+            data.setdefault("api_base", None)
+            if "api_key" not in data:
+                names = _KEY_VARIABLES[provider]
+                data["api_key"] = next((os.environ[n] for n in names if os.environ.get(n)), None)
         if "api_key" in data:
             # Checked here, not only by the field validator, so that a bad key raises a
             # plain ValueError: a ValidationError would keep the key in ``.errors()``.
@@ -249,7 +295,13 @@ class LM(BaseModel):
         return copied
 
     @field_validator(
-        "timeout", "connect_timeout", "attempt_timeout", "breaker_cooldown", "temperature", "rpm"
+        "timeout",
+        "connect_timeout",
+        "attempt_timeout",
+        "breaker_cooldown",
+        "temperature",
+        "rpm",
+        "queue_timeout",
     )
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
@@ -281,6 +333,9 @@ class LM(BaseModel):
                 self.breaker_min_calls,
                 self.breaker_cooldown,
                 self.pool_size,
+                self.max_in_flight,
+                self.max_queue,
+                self.queue_timeout,
                 json.dumps(self.extra, sort_keys=True),
             )
         )
@@ -292,14 +347,32 @@ class LM(BaseModel):
         return rest if sep and rest else self.model
 
     @property
+    def provider(self) -> str:
+        """The wire format: ``"openai"``, ``"anthropic"`` or ``"gemini"`` (:func:`provider_of`)."""
+        return provider_of(self.model)
+
+    @property
+    def base_url(self) -> str:
+        """``api_base``, or the provider's public endpoint when it is ``None``."""
+        return self.api_base or PROVIDER_API_BASES[self.provider]
+
+    @property
     def chat_url(self) -> str:
-        """The ``/chat/completions`` URL of this endpoint."""
-        return (self.api_base or DEFAULT_API_BASE).rstrip("/") + "/chat/completions"
+        """The URL a (non-streaming) call goes to: ``/chat/completions`` (OpenAI),
+        ``/v1/messages`` (Anthropic), ``/models/<model>:generateContent`` (Gemini)."""
+        base = self.base_url.rstrip("/")
+        if self.provider == "anthropic":
+            return base + "/v1/messages"
+        if self.provider == "gemini":
+            return (
+                f"{base}/models/{urllib.parse.quote(self.wire_model, safe='-._~')}:generateContent"
+            )
+        return base + "/chat/completions"
 
     @property
     def display_base(self) -> str:
         """The base URL as errors show it: no user info, query or fragment."""
-        return _display_url(self.api_base or DEFAULT_API_BASE)
+        return _display_url(self.base_url)
 
     @property
     def label(self) -> str:

@@ -20,6 +20,7 @@ thread-safe).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import email.utils
 import json
@@ -32,17 +33,13 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from dspex_actors.lm._anthropic import ANTHROPIC
 from dspex_actors.lm._config import LM, refuse_stream
+from dspex_actors.lm._gemini import GEMINI
 from dspex_actors.lm._plan import Completion, RequestPlan, _RedactedHeaders
+from dspex_actors.lm._provider import OPENAI, Provider
 from dspex_actors.lm._transport import AttemptAbort, AttemptClock, BoundedAdapter, activate
-from dspex_actors.lm._wire import (
-    MAX_ERROR_TEXT,
-    completion_from_body,
-    redact,
-    safe_cause,
-    secrets_of,
-    status_error,
-)
+from dspex_actors.lm._wire import MAX_ERROR_TEXT, redact, safe_cause, secrets_of
 from dspex_actors.primitives import (
     DeadlineExceeded,
     LMBadRequest,
@@ -55,12 +52,15 @@ from dspex_actors.primitives import (
 )
 
 __all__ = [
+    "PROVIDERS",
     "Completion",
     "RequestPlan",
     "build_plan",
     "execute_plan",
     "make_session",
     "parse_retry_after",
+    "provider_for",
+    "stream_plan",
 ]
 
 _CHUNK = 64 * 1024
@@ -100,20 +100,33 @@ def _plain_copy(value: Any) -> Any:
     return None
 
 
+PROVIDERS: dict[str, Provider] = {"openai": OPENAI, "anthropic": ANTHROPIC, "gemini": GEMINI}
+"""Every wire format by name (:attr:`LM.provider`)."""
+
+
+def provider_for(plan_or_name: RequestPlan | str) -> Provider:
+    """The :class:`Provider` a plan (or a provider name) speaks."""
+    name = plan_or_name if isinstance(plan_or_name, str) else plan_or_name.provider
+    return PROVIDERS[name]
+
+
 def build_plan(lm: LM, messages: list[dict[str, Any]], **overrides: Any) -> RequestPlan:
-    """Build the POST request for an OpenAI-compatible ``/chat/completions`` call.
+    """Build the request for one (non-streaming) call in the LM's wire format.
 
-    The body is ``{"model": lm.wire_model, "messages": messages,
+    OpenAI-compatible: the body is ``{"model": lm.wire_model, "messages": messages,
     **lm.request_params(**overrides) minus "model"}``: the same parameters that go
-    into the cache key, so the key and the request cannot disagree. ``messages`` is
-    copied (JSON round trip), so later mutation by the caller does not change the
-    plan (for plain JSON data a direct deep copy, same result). Pure; any thread.
+    into the cache key, so the key and the request cannot disagree. Anthropic and
+    Gemini: the same messages and parameters in their format (see their providers);
+    the content of every message is sent unchanged. ``messages`` is copied (JSON
+    round trip), so later mutation by the caller does not change the plan (for plain
+    JSON data a direct deep copy, same result). Pure; any thread.
 
-    The plan carries the LM's time and size limits and its :attr:`~LM.label`.
+    The plan carries the LM's time and size limits, its :attr:`~LM.label` and
+    provider; :func:`stream_plan` makes its streaming twin.
 
-    Raises ``ValueError`` for reserved override names (and ``stream``) or an empty
-    message list and ``TypeError`` for messages or overrides that are not
-    JSON-serialisable.
+    Raises ``ValueError`` for reserved override names (and ``stream``), an empty
+    message list or messages the provider cannot take, and ``TypeError`` for
+    messages or overrides that are not JSON-serialisable.
     """
     if not messages:
         raise ValueError("build_plan: messages must not be empty")
@@ -121,7 +134,11 @@ def build_plan(lm: LM, messages: list[dict[str, Any]], **overrides: Any) -> Requ
     if "stream" in params:
         refuse_stream(params, f"{lm.label}: request")
     del params["model"]
-    request = {"model": lm.wire_model, "messages": messages, **params}
+    provider = PROVIDERS[lm.provider]
+    if provider is OPENAI:
+        request = {"model": lm.wire_model, "messages": messages, **params}
+    else:
+        request = provider.body(lm, messages, params)
     body = _plain_copy(request)
     if body is None:  # not made of the built-in JSON types only: what JSON makes of it
         try:
@@ -129,8 +146,8 @@ def build_plan(lm: LM, messages: list[dict[str, Any]], **overrides: Any) -> Requ
         except ValueError as exc:
             raise TypeError(f"build_plan: request is not JSON-serialisable: {exc}") from exc
     headers = _RedactedHeaders({"Content-Type": "application/json", "Accept": "application/json"})
-    if lm.api_key is not None and lm.api_key.get_secret_value():
-        headers["Authorization"] = f"Bearer {lm.api_key.get_secret_value()}"
+    key = lm.api_key.get_secret_value() if lm.api_key is not None else None
+    headers.update(provider.headers(key or None))
     return RequestPlan(
         url=lm.chat_url,
         headers=headers,
@@ -141,6 +158,24 @@ def build_plan(lm: LM, messages: list[dict[str, Any]], **overrides: Any) -> Requ
         attempt_timeout=lm.attempt_timeout,
         max_response_bytes=lm.max_response_bytes,
         label=lm.label,
+        provider=provider.name,
+    )
+
+
+def stream_plan(plan: RequestPlan) -> RequestPlan:
+    """``plan`` as a streaming request: the provider's streaming body and URL
+    (Gemini's ``:streamGenerateContent?alt=sse``), ``Accept: text/event-stream``,
+    ``stream=True``. Pure; returns ``plan`` if it streams already."""
+    if plan.stream:
+        return plan
+    provider = PROVIDERS[plan.provider]
+    headers = _RedactedHeaders(plan.headers)
+    headers["Accept"] = "text/event-stream"
+    url = plan.url
+    if plan.provider == "gemini" and url.endswith(":generateContent"):
+        url = url[: -len(":generateContent")] + ":streamGenerateContent?alt=sse"
+    return dataclasses.replace(
+        plan, url=url, headers=headers, json=provider.streaming(plan.json), stream=True
     )
 
 
@@ -372,15 +407,14 @@ def execute_plan(
         activate(previous)
     latency = time.perf_counter() - started
     status = response.status_code
+    provider = PROVIDERS[plan.provider]
     if 200 <= status < 300:
         try:
-            return completion_from_body(
-                raw, status, _retry_after_of(response.headers), plan, latency
-            )
+            return provider.parse(raw, status, _retry_after_of(response.headers), plan, latency)
         except LMTruncated as exc:
             logger.warning(
                 "lm.truncated", lm=plan.label, partial_chars=exc.partial_length, status=status
             )
             raise
     reason = response.reason if isinstance(response.reason, str) else ""
-    raise status_error(status, raw, reason, _retry_after_of(response.headers), plan)
+    raise provider.error(status, raw, reason, _retry_after_of(response.headers), plan)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["DEADLINE_MARGIN", "Completion", "RequestPlan"]
+__all__ = ["DEADLINE_MARGIN", "SECRET_HEADERS", "Completion", "RequestPlan"]
 
 DEADLINE_MARGIN = 0.05
 """Seconds before the request deadline at which :meth:`RequestPlan.within` ends an
@@ -18,12 +18,16 @@ attempt, so the worker's own error (naming what happened) reaches the program
 before the program's wait for it runs out."""
 
 
+SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key"})
+"""The headers that carry an API key (OpenAI's bearer, Anthropic's, Gemini's)."""
+
+
 class _RedactedHeaders(dict[str, str]):
-    """A header dict whose repr/str hide the Authorization value."""
+    """A header dict whose repr/str hide the values of :data:`SECRET_HEADERS`."""
 
     def __repr__(self) -> str:
         shown = {
-            name: ("***" if name.lower() == "authorization" else value)
+            name: ("***" if name.lower() in SECRET_HEADERS else value)
             for name, value in self.items()
         }
         return repr(shown)
@@ -35,8 +39,11 @@ class _RedactedHeaders(dict[str, str]):
 class RequestPlan:
     """Everything needed for one POST to ``/chat/completions`` (pure data).
 
-    ``headers`` includes ``Authorization: Bearer <key>`` when the LM has a key; the
-    plan's ``repr``/``str`` (and the headers' own repr) show it as ``***``. ``model``
+    ``headers`` includes the key (``Authorization: Bearer <key>``, Anthropic's
+    ``x-api-key``, Gemini's ``x-goog-api-key``) when the LM has one; the plan's
+    ``repr``/``str`` (and the headers' own repr) show it as ``***``. ``provider``
+    says which wire format the body is in and how to read the answer; ``stream``
+    whether the answer comes as server-sent events. ``model``
     is the wire model name, ``label`` how errors name the LM (``"<model> at <base
     URL>"``, never the key).
 
@@ -60,6 +67,8 @@ class RequestPlan:
     attempt_limit: Literal["attempt_timeout", "deadline"] = "attempt_timeout"
     max_response_bytes: int | None = None
     label: str = ""
+    provider: str = "openai"
+    stream: bool = False
 
     def __repr__(self) -> str:
         return (
@@ -67,7 +76,8 @@ class RequestPlan:
             f"json={self.json!r}, timeout={self.timeout!r}, model={self.model!r}, "
             f"connect_timeout={self.connect_timeout!r}, "
             f"attempt_timeout={self.attempt_timeout!r}, attempt_limit={self.attempt_limit!r}, "
-            f"max_response_bytes={self.max_response_bytes!r}, label={self.label!r})"
+            f"max_response_bytes={self.max_response_bytes!r}, label={self.label!r}, "
+            f"provider={self.provider!r}, stream={self.stream!r})"
         )
 
     __str__ = __repr__

@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from dspex_actors.lm._plan import Completion, RequestPlan
+from dspex_actors.lm._plan import SECRET_HEADERS, Completion, RequestPlan
 from dspex_actors.primitives import (
     LMBadRequest,
     LMError,
@@ -99,10 +99,11 @@ _BAD = frozenset(
 
 
 def secrets_of(plan: RequestPlan) -> tuple[str, ...]:
-    """The secrets a plan carries (the bearer key), to keep out of texts."""
+    """The secrets a plan carries (the key in its auth header), to keep out of texts."""
     for name, value in plan.headers.items():
-        if name.lower() == "authorization":
-            key = value.split(" ", 1)[-1].strip()
+        lowered = name.lower()
+        if lowered in SECRET_HEADERS:
+            key = value.split(" ", 1)[-1].strip() if lowered == "authorization" else value.strip()
             return (key,) if key else ()
     return ()
 
@@ -379,6 +380,8 @@ def _refused(
     said = redact(refusal or text, secrets)
     if finish == "content_filter":
         why = "the provider's content filter stopped the answer (finish_reason='content_filter')"
+    elif finish == "safety":
+        why = "the provider's safety filter stopped the answer (finish_reason='safety')"
     else:
         why = "the model refused"
     quoted = redact(said, (), 200)
@@ -391,6 +394,9 @@ def _truncated(plan: RequestPlan, status: int, text: str) -> LMTruncated:
         (p for p in ("max_completion_tokens", "max_tokens") if p in plan.json), "max_tokens"
     )
     limit = plan.json.get(tokens_param)
+    config = plan.json.get("generationConfig")
+    if limit is None and isinstance(config, dict):  # Gemini's name for it
+        tokens_param, limit = "maxOutputTokens", config.get("maxOutputTokens")
     message = (
         f"{plan.label or plan.model}: the answer was cut at the token limit "
         f"({tokens_param}={limit}) after {len(text)} characters (finish_reason='length'); "
@@ -445,5 +451,17 @@ def completion_from_body(
         usage=_usage(body.get("usage")),
         model=model if isinstance(model, str) and model else plan.model,
         latency_s=latency,
-        finish_reason=finish,
+        finish_reason=normal_finish(finish),
     )
+
+
+_TOOL_FINISH = frozenset({"tool_calls", "function_call", "tool_use"})
+
+
+def normal_finish(finish: str | None) -> str | None:
+    """OpenAI's finish reason in the one set every provider maps to: ``"stop"``,
+    ``"tool"`` (``tool_calls``/``function_call``), or the server's other value as is
+    (``"length"`` and ``"content_filter"`` never get here: they are errors)."""
+    if finish in _TOOL_FINISH:
+        return "tool"
+    return finish

@@ -14,6 +14,7 @@ from dspex_actors.modules._module import (
 )
 from dspex_actors.modules._pipeline import Pipeline, PipelineError
 from dspex_actors.modules._react import ContextWindowExceeded, ReAct
+from dspex_actors.modules._streamify import StreamingProgram, streamify
 from dspex_actors.modules._tool import Tool, ToolArgsError
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "Predict",
     "ProgramFileError",
     "ReAct",
+    "StreamingProgram",
     "Tool",
     "ToolArgsError",
     "recording_trace",
+    "streamify",
 ]

@@ -25,6 +25,10 @@ other HTTP 4xx, invalid URL, redirect loop          :class:`LMBadRequest`       
 circuit breaker open                                :class:`CircuitOpen`         no
 completion text does not parse                      :class:`AdapterParseError`   no
 overall deadline passed                             :class:`DeadlineExceeded`    no
+the LM's bulkhead queue is full                     :class:`LMQueueFull`         no
+waited longer than ``queue_timeout`` for a slot     :class:`LMQueueTimeout`      no
+the LM's client is down (crash storm, backoff)      :class:`LMUnavailable`       no
+a stream broke after its first chunk                :class:`LMStreamInterrupted` no
 ==================================================  ===========================  =========
 
 A complete HTTP response that is not a valid completion is an :class:`LMServerError`
@@ -52,13 +56,17 @@ __all__ = [
     "LMBadRequest",
     "LMConnectionError",
     "LMError",
+    "LMQueueFull",
+    "LMQueueTimeout",
     "LMQuotaExceeded",
     "LMRateLimited",
     "LMRefused",
     "LMResponseTooLarge",
     "LMServerError",
+    "LMStreamInterrupted",
     "LMTimeout",
     "LMTruncated",
+    "LMUnavailable",
     "SystemDown",
     "UnknownMessage",
     "excerpt",
@@ -338,6 +346,64 @@ class DeadlineExceeded(LMError):
     """
 
     retryable = False
+
+
+class LMQueueFull(LMError):
+    """The LM's bulkhead had ``max_in_flight`` requests running and ``max_queue``
+    waiting: this one was refused at once, without any I/O (the LM is saturated;
+    failing fast keeps callers of other LMs unaffected). ``lm`` names the LM.
+
+    Not retried (waiting in the queue is what ``queue_timeout`` is for); does not
+    count for the circuit breaker.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str = "", *, lm: str = "", attempts: int = 1) -> None:
+        super().__init__(message, attempts=attempts)
+        self.lm = lm
+
+
+class LMQueueTimeout(LMQueueFull):
+    """Waited ``queue_timeout`` seconds in the LM's bulkhead queue without a free slot
+    (an :class:`LMQueueFull`, so one ``except`` catches both). Not retried."""
+
+
+class LMUnavailable(LMError):
+    """The LM's client is down: it crashed too often and its own supervisor gave up,
+    or it is waiting out its restart backoff. Calls fail fast, without I/O, until it
+    is back. ``lm`` names the LM. Not retried; does not count for the breaker."""
+
+    retryable = False
+
+    def __init__(self, message: str = "", *, lm: str = "", attempts: int = 1) -> None:
+        super().__init__(message, attempts=attempts)
+        self.lm = lm
+
+
+class LMStreamInterrupted(LMError):
+    """A streamed response broke after its first chunk (connection dropped, a
+    malformed or error event mid-stream). ``partial_text`` is an excerpt of what was
+    received, ``partial_length`` its full length, ``chunks`` how many chunks came.
+    The usage of such a stream is unknown (not zero). Never cached, never retried
+    (the caller has seen part of the answer already); counts for the breaker.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        partial_text: str = "",
+        chunks: int = 0,
+        status: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, status=status, attempts=attempts)
+        self.partial_text = excerpt(partial_text)
+        self.partial_length = len(partial_text)
+        self.chunks = chunks
 
 
 class UnknownMessage(TypeError):

@@ -9,6 +9,15 @@ at once go through one fan-out engine (``ActorSystem.fan_out``, on ``sv.fan_out`
 from dspex_actors.runtime._fanout import call_result
 from dspex_actors.runtime._messages import Cancel
 from dspex_actors.runtime._program import current_program, run_in_program
+from dspex_actors.runtime._stream import (
+    AsyncSink,
+    StreamListener,
+    StreamResponse,
+    StreamSink,
+    ThreadSink,
+    final_of,
+    start_streaming,
+)
 from dspex_actors.runtime._system import (
     ActorSystem,
     Compiler,
@@ -20,15 +29,22 @@ from dspex_actors.runtime._tool_worker import ToolFailure, call_tool, format_err
 
 __all__ = [
     "ActorSystem",
+    "AsyncSink",
     "Cancel",
     "Compiler",
     "NoSystemError",
+    "StreamListener",
+    "StreamResponse",
+    "StreamSink",
+    "ThreadSink",
     "ToolFailure",
     "call_result",
     "call_tool",
     "current_program",
     "current_system",
+    "final_of",
     "format_error_for_lm",
     "run_in_program",
     "start",
+    "start_streaming",
 ]

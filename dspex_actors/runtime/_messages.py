@@ -39,6 +39,8 @@ class Run:
     module: Any
     inputs: dict[str, Any]
     deadline: float
+    stream: Any = None
+    """A ``StreamSink`` when the caller streams (``dx.streamify``), else ``None``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from dspex_actors.lm import (
     AttemptAbort,
     Completion,
     Outcome,
+    Permit,
     Planned,
     PlanRequest,
     Refused,
@@ -55,6 +56,7 @@ from dspex_actors.lm import (
     Wait,
     build_plan,
     execute_plan,
+    stream_plan,
 )
 from dspex_actors.primitives import (
     AdapterParseError,
@@ -66,6 +68,13 @@ from dspex_actors.primitives import (
     logger,
 )
 from dspex_actors.runtime._messages import Cancel, Completed, Failed, Perform, Run
+from dspex_actors.runtime._stream import (
+    CREDITS,
+    StreamChunk,
+    StreamSink,
+    StreamWorker,
+    json_path,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -132,11 +141,24 @@ Report = Callable[[Outcome], None]
 
 @dataclass(frozen=True, slots=True)
 class _Admitted:
-    """An attempt that may go: the plan, the LM's connection pool, where to report."""
+    """An attempt that may go: the plan, the LM's connection pool, where to report,
+    and the bulkhead slot it holds (released by the worker's report or, if the worker
+    never reports, when the program stops waiting for it)."""
 
     plan: RequestPlan
     session: requests.Session
     report: Report
+    permit: Permit | None = None
+
+
+def _releasing(permit: Permit, report: Report) -> Report:
+    """``report``, giving the bulkhead slot back first (the attempt's I/O is over)."""
+
+    def release_and_report(outcome: Outcome) -> None:
+        permit.release()
+        report(outcome)
+
+    return release_and_report
 
 
 def _tell_outcome(client: sv.NamedRef) -> Report:
@@ -250,6 +272,7 @@ class ProgramActor(sv.Actor):
         self._workers: dict[str, sv.Actor] = {}
         self._rng: random.Random | None = None  # made on the first retry (seeding costs)
         self._status = "starting"
+        self.stream: StreamSink | None = None  # set by a streaming Run
 
     # ------------------------------------------------------------------ running
 
@@ -260,6 +283,7 @@ class ProgramActor(sv.Actor):
                 message.inputs,
                 message.deadline,
             )
+            self.stream = message.stream
             return self._run()
         if isinstance(message, sv.ExitSignal) and message.actor.actor_urn == self.parent_urn:
             self.exit(message.reason)  # our supervisor is gone: nothing runs unowned
@@ -341,7 +365,10 @@ class ProgramActor(sv.Actor):
         overrides = {**adapter.request_overrides(), **predictor.config}
         messages = adapter.format(signature, demos, inputs)
         self.lm_calls += 1
+        stream = self.stream
         try:
+            if stream is not None:
+                stream.begin(predictor, json_path(adapter))
             completion, key = self._complete(lm_name, lm, messages, overrides)
             parsed = adapter.parse(signature, completion.text)
         except AdapterParseError as first:
@@ -353,12 +380,16 @@ class ProgramActor(sv.Actor):
                 raise
             messages = json_adapter.format(signature, demos, inputs)
             overrides = {**json_adapter.request_overrides(), **predictor.config}
+            if stream is not None:
+                stream.begin(predictor, json_path(json_adapter))
             try:
                 completion, key = self._complete(lm_name, lm, messages, overrides)
                 parsed = json_adapter.parse(signature, completion.text)
             except AdapterParseError as second:
                 second.attempts = self.attempts
                 raise second from first
+        if stream is not None:
+            stream.end()
         if key is not None:  # fresh from the LM and parsed: worth keeping
             self.tokens += int(completion.usage.get("total_tokens", 0) or 0)
             self._cache_put(key, completion)
@@ -524,10 +555,15 @@ class ProgramActor(sv.Actor):
         admission = table.get(lm_name)
         if admission is None:
             return Wait(RESTART_POLL)  # its client is restarting: look again shortly
+        try:
+            permit = admission.bulkhead.acquire(remaining)
+        except LMError as exc:  # LMQueueFull / LMQueueTimeout / DeadlineExceeded: no I/O
+            return Refused(exc)
         verdict = admission.admit()
         if verdict is not None:
+            permit.release()
             return verdict
-        return _Admitted(plan, admission.session, admission.record)
+        return _Admitted(plan, admission.session, _releasing(permit, admission.record), permit)
 
     def _ask_plan(
         self,
@@ -553,34 +589,34 @@ class ProgramActor(sv.Actor):
 
     def _attempt(self, admitted: _Admitted) -> Completion | LMError:
         call_id = next(_call_ids)
-        # The worker closes the socket at the request deadline.
-        plan = admitted.plan.within(self.remaining())
-        # Linked (a killed program takes its workers down) and monitored from
-        # birth, with its work already in its mailbox: one wake-up, no gap.
-        with sv.spawn_options(link=self, monitor=self, first_message=Perform()) as options:
-            worker_ref = IOWorker.start(
-                plan, admitted.session, self.actor_ref, admitted.report, call_id
-            )
-        worker = sv.actor_of(worker_ref)
-        mref = options.monitor_ref
-        assert worker is not None and mref is not None
+        worker, mref, credits = self._spawn(admitted, call_id)
         self._workers[worker.actor_urn] = worker
         self._status = "waiting on worker"
 
         def match(message: Any) -> bool:
             return (
-                (isinstance(message, Completed) and message.call_id == call_id)
+                (isinstance(message, Completed | StreamChunk) and message.call_id == call_id)
                 or (isinstance(message, sv.Down) and message.ref == mref)
                 or self._is_cancel(message)
             )
 
         try:
             message = self.receive(match, timeout=max(self.remaining(), 0.0))
+            while isinstance(message, StreamChunk):  # streaming: forward, free a credit
+                assert self.stream is not None and credits is not None
+                self.stream.deadline = self.deadline
+                self.stream.feed(message.text)
+                credits.release()
+                message = self.receive(match, timeout=max(self.remaining(), 0.0))
         except pykka.Timeout:
+            if admitted.permit is not None:
+                admitted.permit.release()
             self._end_worker(worker, "killed")
             raise DeadlineExceeded(
                 "request deadline passed while waiting for the LM", attempts=self.attempts
             ) from None
+        if admitted.permit is not None:
+            admitted.permit.release()  # the worker's report did it already, unless it died
         if self._is_cancel(message):
             self._end_worker(worker, "shutdown")
             raise Cancelled("the caller cancelled the request", attempts=self.attempts)
@@ -602,6 +638,36 @@ class ProgramActor(sv.Actor):
             "worker_crashed", program=_module_label(self.module), reason=sv.describe_reason(reason)
         )
         return error
+
+    def _spawn(
+        self, admitted: _Admitted, call_id: int
+    ) -> tuple[sv.Actor, Any, threading.Semaphore | None]:
+        """Start the attempt's worker (a stream worker when the caller streams):
+        linked (a killed program takes its workers down) and monitored from birth,
+        with its work already in its mailbox: one wake-up, no gap. The worker closes
+        the socket at the request deadline."""
+        plan = admitted.plan.within(self.remaining())
+        credits = threading.Semaphore(CREDITS) if self.stream is not None else None
+        ref: pykka.ActorRef[Any]
+        with sv.spawn_options(link=self, monitor=self, first_message=Perform()) as options:
+            if credits is None:
+                ref = IOWorker.start(
+                    plan, admitted.session, self.actor_ref, admitted.report, call_id
+                )
+            else:
+                ref = StreamWorker.start(
+                    stream_plan(plan),
+                    admitted.session,
+                    self.actor_ref,
+                    admitted.report,
+                    call_id,
+                    credits,
+                    self.deadline,
+                )
+        worker = sv.actor_of(ref)
+        mref = options.monitor_ref
+        assert worker is not None and mref is not None
+        return worker, mref, credits
 
     def _is_cancel(self, message: Any) -> bool:
         """A :class:`Cancel` from the caller, or the exit of our supervisor (we follow it)."""

@@ -15,7 +15,19 @@ from dataclasses import dataclass
 from typing import Final
 
 FAULT_KINDS: Final = frozenset(
-    {"500", "503", "429", "400", "401", "drop", "hang", "garbage", "bad_format", "slow"}
+    {
+        "500",
+        "503",
+        "429",
+        "400",
+        "401",
+        "drop",
+        "hang",
+        "garbage",
+        "bad_format",
+        "slow",
+        "stream_cut",
+    }
 )
 """Every fault kind :class:`Fault` accepts."""
 

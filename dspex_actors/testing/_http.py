@@ -9,13 +9,29 @@ from __future__ import annotations
 import json
 import logging
 import socketserver
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Iterable, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
 from dspex_actors.testing._faults import STATUS_FAULTS, Fault
+from dspex_actors.testing._native import (
+    GEMINI_PATH,
+    Problem,
+    anthropic_as_chat,
+    anthropic_check,
+    anthropic_events,
+    anthropic_message,
+    gemini_as_chat,
+    gemini_check,
+    gemini_events,
+    gemini_response,
+    native_fault,
+    openai_chunks,
+    sse_bytes,
+)
 from dspex_actors.testing._prompt import content_text
 from dspex_actors.testing._responses import (
     completion_body,
@@ -29,6 +45,7 @@ logger = logging.getLogger("dspex_actors.testing")
 
 _MAX_BODY_BYTES: Final = 32 * 1024 * 1024
 _CHAT_PATHS: Final = ("/v1/chat/completions", "/chat/completions")
+_ANTHROPIC_PATHS: Final = ("/v1/messages",)
 _GARBAGE: Final = b"<html>502 upstream garbage \x00\xff not json"
 
 
@@ -100,7 +117,7 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         """Write status line, headers and body in one ``send`` (Content-Length always set)."""
         lines = [
-            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            f"HTTP/1.1 {status} {_phrase(status)}",
             f"Server: {self.server_version}",
             f"Date: {formatdate(usegmt=True)}",
             f"Content-Type: {content_type}",
@@ -198,11 +215,16 @@ class Handler(BaseHTTPRequestHandler):
             state.count("bad_request")
             return
         path = self._path()
-        if path not in _CHAT_PATHS:
-            self._not_found("POST", path)
-            return
+        gemini = GEMINI_PATH.match(path)
         try:
-            self._completion(state, raw)
+            if path in _CHAT_PATHS:
+                self._completion(state, raw)
+            elif path in _ANTHROPIC_PATHS:
+                self._anthropic(state, raw)
+            elif gemini is not None:
+                self._gemini(state, raw, gemini.group(2), gemini.group(3))
+            else:
+                self._not_found("POST", path)
         except OSError:
             raise
         except RecursionError:  # parsable JSON the rules cannot walk: the client's fault
@@ -237,7 +259,21 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return body
 
+    def _openai_auth(self, state: ServerState) -> bool:
+        """With a server key: a wrong or missing bearer is answered with a 401 (False)."""
+        if state.api_key is None:
+            return True
+        if self.headers.get("Authorization", "") == f"Bearer {state.api_key}":
+            return True
+        state.count("bad_request")
+        self._send_error_json(
+            401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key"
+        )
+        return False
+
     def _completion(self, state: ServerState, raw: bytes) -> None:
+        if not self._openai_auth(state):
+            return
         body = self._parse_request(state, raw)
         if body is None:
             return
@@ -257,7 +293,121 @@ class Handler(BaseHTTPRequestHandler):
                 return
         bad_format = fault is not None and fault.kind == "bad_format"
         content = state.rules.complete(body, bad_format=bad_format)
-        self._send_json(200, completion_body(body, content, seq, state.model))
+        completion = completion_body(body, content, seq, state.model)
+        if body.get("stream") is True:
+            options = body.get("stream_options")
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            events: list[tuple[str | None, Any]] = [
+                (None, c) for c in openai_chunks(completion, state.stream_words, usage)
+            ]
+            events.append((None, "[DONE]"))
+            self._send_events(state, events, fault)
+        else:
+            self._send_json(200, completion)
+
+    # -- native providers ------------------------------------------------------------------
+
+    def _refuse(self, state: ServerState, body: Any, raw: bytes, problem: Problem) -> None:
+        state.record(body if isinstance(body, dict) else None, raw)
+        state.count("bad_request")
+        self._send_json(*problem)
+
+    def _native_fault(self, state: ServerState, provider: str) -> tuple[bool, Fault | None]:
+        """Latency and the next fault, in the provider's error format; (False, _) if answered."""
+        fault = state.faults.next()
+        if not state.wait(state.latency):
+            state.count("aborted")
+            self._drop()
+            return False, fault
+        if fault is None:
+            state.count("ok")
+            return True, None
+        state.count(f"fault:{fault.kind}")
+        if fault.kind in STATUS_FAULTS:
+            status, error, headers = native_fault(provider, fault.kind, fault.retry_after)
+            self._send_json(status, error, headers)
+            return False, fault
+        return not self._serve_fault(state, fault), fault
+
+    def _anthropic(self, state: ServerState, raw: bytes) -> None:
+        body = _loads(raw)
+        problem = anthropic_check(self.headers, body, state.api_key)
+        if problem is not None:
+            self._refuse(state, body, raw, problem)
+            return
+        seq = state.record(body, raw)
+        go, fault = self._native_fault(state, "anthropic")
+        if not go:
+            return
+        bad_format = fault is not None and fault.kind == "bad_format"
+        content = state.rules.complete(anthropic_as_chat(body), bad_format=bad_format)
+        if body.get("stream") is True:
+            events = list(anthropic_events(body, content, seq, state.stream_words))
+            self._send_events(state, events, fault)
+        else:
+            self._send_json(200, anthropic_message(body, content, seq))
+
+    def _gemini(self, state: ServerState, raw: bytes, model: str, method: str) -> None:
+        body = _loads(raw)
+        query = dict(urllib.parse.parse_qsl(self.path.partition("?")[2]))
+        problem = gemini_check(self.headers, query, body, state.api_key)
+        if problem is not None:
+            self._refuse(state, body, raw, problem)
+            return
+        state.record(body, raw)
+        go, fault = self._native_fault(state, "gemini")
+        if not go:
+            return
+        bad_format = fault is not None and fault.kind == "bad_format"
+        content = state.rules.complete(gemini_as_chat(body), bad_format=bad_format)
+        if method == "streamGenerateContent":
+            if query.get("alt") == "sse":
+                events = [
+                    (None, e) for _, e in gemini_events(body, content, model, state.stream_words)
+                ]
+                self._send_events(state, events, fault)
+            else:  # without alt=sse the API streams one JSON array: sent whole here
+                chunks = [e for _, e in gemini_events(body, content, model, state.stream_words)]
+                self._send_json(200, chunks)
+        else:
+            self._send_json(200, gemini_response(body, content, model))
+
+    # -- server-sent events ----------------------------------------------------------------
+
+    def _send_events(
+        self, state: ServerState, events: Iterable[tuple[str | None, Any]], fault: Fault | None
+    ) -> None:
+        """Stream ``events`` (chunked ``text/event-stream``), ``stream_interval`` apart.
+
+        A ``stream_cut`` fault drops the connection halfway (after at least one chunk).
+        """
+        items = list(events)
+        cut = fault is not None and fault.kind == "stream_cut"
+        cut_at = max(len(items) // 2, 1) if cut else None
+        head = "\r\n".join(
+            [
+                "HTTP/1.1 200 OK",
+                f"Server: {self.server_version}",
+                f"Date: {formatdate(usegmt=True)}",
+                "Content-Type: text/event-stream; charset=utf-8",
+                "Cache-Control: no-cache",
+                "Transfer-Encoding: chunked",
+                "x-dspex-rule-based: true",
+                "Connection: keep-alive",
+            ]
+        )
+        self.wfile.write((head + "\r\n\r\n").encode("latin-1"))
+        self.wfile.write(_chunk(b": keep-alive\n\n"))  # a comment first, as proxies send
+        for position, (name, data) in enumerate(items):
+            if cut_at is not None and position == cut_at:
+                self._drop()
+                return
+            if position and not state.wait(state.stream_interval):
+                self._drop()
+                return
+            self.wfile.write(_chunk(sse_bytes(data, name)))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
 
     def _over_context_window(self, state: ServerState, body: dict[str, Any]) -> bool:
         """Answer 400 ``context_length_exceeded`` if the prompt is over the window."""
@@ -299,3 +449,26 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, _GARBAGE)
             return True
         return False
+
+
+def _chunk(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk of ``data``."""
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def _loads(raw: bytes) -> Any:
+    """The request body as JSON, or None if it is not JSON."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _phrase(status: int) -> str:
+    """The reason phrase of ``status`` (Anthropic's 529 is not in the registry)."""
+    if status == 529:
+        return "Overloaded"
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"

@@ -32,6 +32,14 @@ class RuleBasedLMServer:
     ``follow_demos`` switches demo-following on or off. ``model`` is the id
     reported in responses. ``request_log_size`` bounds :attr:`requests`.
 
+    Besides OpenAI's ``/v1/chat/completions`` it speaks Anthropic's ``/v1/messages``
+    (:attr:`anthropic_base`) and Gemini's ``/v1beta/models/<m>:generateContent``
+    (:attr:`gemini_base`), refusing what the real APIs refuse (a missing
+    ``max_tokens``, a missing or wrong auth header...; docs/providers.md), and
+    streams server-sent events in each format when asked to (``stream: true``,
+    ``:streamGenerateContent?alt=sse``): ``stream_words`` words per chunk,
+    ``stream_interval`` seconds apart. ``api_key``: if set, every format checks it.
+
     Threading: all methods may be called from any thread. :meth:`start` spawns
     a daemon serve thread; handler threads are daemonic too, and :meth:`stop`
     shuts them down and joins them. A server is started at most once.
@@ -48,6 +56,9 @@ class RuleBasedLMServer:
         follow_demos: bool = True,
         model: str = DEFAULT_MODEL,
         request_log_size: int = 1000,
+        api_key: str | None = None,
+        stream_interval: float = 0.0,
+        stream_words: int = 1,
     ) -> None:
         if request_log_size < 0:
             raise ValueError("request_log_size must be >= 0")
@@ -61,6 +72,11 @@ class RuleBasedLMServer:
             Rules(table, follow_demos), FaultSchedule(seed), model, request_log_size
         )
         self.latency = latency
+        if not math.isfinite(stream_interval) or stream_interval < 0 or stream_words < 1:
+            raise ValueError("stream_interval must be >= 0 and stream_words >= 1")
+        self._state.api_key = api_key
+        self._state.stream_interval = float(stream_interval)
+        self._state.stream_words = int(stream_words)
         self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -191,6 +207,16 @@ class RuleBasedLMServer:
     def api_base(self) -> str:
         """``url + "/v1"``, what OpenAI-style clients take as their base URL."""
         return self.url + "/v1"
+
+    @property
+    def anthropic_base(self) -> str:
+        """The base URL for ``dx.LM("anthropic/...", api_base=...)`` (the host root)."""
+        return self.url
+
+    @property
+    def gemini_base(self) -> str:
+        """The base URL for ``dx.LM("gemini/...", api_base=...)`` (``url + "/v1beta"``)."""
+        return self.url + "/v1beta"
 
     # -- faults ------------------------------------------------------------------------
 

@@ -55,6 +55,9 @@ class ServerState:
         self.model = model
         self.latency = 0.0
         self.context_window: int | None = None  # characters of message text, or no limit
+        self.api_key: str | None = None  # when set, every wire format checks it
+        self.stream_interval = 0.0  # seconds between two events of a stream
+        self.stream_words = 1  # words per stream chunk
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.started = False
