@@ -11,5 +11,6 @@ seconds); an indented header line leaves no stray ``]]``.
 """
 
 from dspex_actors.adapters._chat import ChatAdapter, JSONAdapter
+from dspex_actors.adapters._response_format import Support, response_format_for
 
-__all__ = ["ChatAdapter", "JSONAdapter"]
+__all__ = ["ChatAdapter", "JSONAdapter", "Support", "response_format_for"]

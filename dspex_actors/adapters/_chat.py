@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from dspex_actors.adapters._lenient import first_braced_span, loads_lenient
+from dspex_actors.adapters._response_format import JSON_OBJECT, Support, response_format_for
 from dspex_actors.adapters._values import (
     apply_output_field_defaults,
     field_description_string,
@@ -107,10 +108,14 @@ class ChatAdapter:
 
     # ------------------------------------------------------------------ format
 
-    def request_overrides(self) -> dict[str, Any]:
+    def request_overrides(
+        self, signature: type[Signature] | None = None, support: Support = "json_object"
+    ) -> dict[str, Any]:
         """Request parameters this adapter's LM calls need (none for the chat format).
 
-        The predictor's own ``config`` wins over these.
+        ``support`` is what the LM takes as ``response_format``
+        (:attr:`dspex_actors.lm.LM.response_format_support`). The predictor's own
+        ``config`` wins over these.
         """
         return {}
 
@@ -338,9 +343,9 @@ class JSONAdapter(ChatAdapter):
     """DSPy's ``JSONAdapter``: same system prompt idea, outputs as one JSON object.
 
     Used as :class:`ChatAdapter`'s fallback; it has no fallback of its own. As DSPy
-    does, its calls ask the LM for JSON (:meth:`request_overrides`: OpenAI's JSON mode,
-    ``response_format={"type": "json_object"}``; DSPy sends a JSON schema instead where
-    litellm says the model supports one). Stateless and thread-safe.
+    does, its calls ask the LM for JSON (:meth:`request_overrides`: a strict JSON schema
+    of the outputs where the model supports Structured Outputs, else JSON mode
+    ``{"type": "json_object"}``, else nothing). Stateless and thread-safe.
     """
 
     name = "JSONAdapter"
@@ -352,9 +357,17 @@ class JSONAdapter(ChatAdapter):
         """``None``: the JSON adapter is the last resort."""
         return None
 
-    def request_overrides(self) -> dict[str, Any]:
-        """``response_format`` JSON mode for this adapter's LM calls."""
-        return {"response_format": {"type": "json_object"}}
+    def request_overrides(
+        self, signature: type[Signature] | None = None, support: Support = "json_object"
+    ) -> dict[str, Any]:
+        """The ``response_format`` DSPy sends for ``signature`` on an LM with ``support``:
+        a strict JSON schema of the outputs (``"json_schema"``; JSON mode for an open
+        mapping), JSON mode (``"json_object"``, also without a signature), or nothing
+        (``None``)."""
+        if signature is None:
+            return {} if support is None else {"response_format": dict(JSON_OBJECT)}
+        response_format = response_format_for(signature, support)
+        return {} if response_format is None else {"response_format": response_format}
 
     def format_field_structure(self, signature: type[Signature]) -> str:
         """Input sections, then the JSON object the outputs will be."""

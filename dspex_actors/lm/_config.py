@@ -27,6 +27,8 @@ from pydantic import (
     field_validator,
 )
 
+from dspex_actors.lm._openai_models import OPENAI_JSON_OBJECT, OPENAI_JSON_SCHEMA
+
 __all__ = [
     "DEFAULT_API_BASE",
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -226,6 +228,14 @@ class LM(BaseModel):
     :class:`LMQueueFull` / :class:`LMQueueTimeout`, so one slow provider cannot take
     the threads and the patience of the others.
 
+    ``response_format`` is what the JSON adapter's calls send (DSPy's choice, by
+    model): ``"auto"`` (default) a strict JSON schema of the outputs for the OpenAI
+    models DSPy sends Structured Outputs to (gpt-4o, gpt-4.1, gpt-5, o1/o3/o4...), JSON
+    mode for the others it knows (gpt-3.5-turbo, gpt-4-turbo...), JSON mode for Gemini
+    and nothing for Anthropic and for models DSPy does not know (local servers);
+    ``"json_schema"``, ``"json_object"`` or ``"none"`` to choose
+    (:attr:`response_format_support`). A predictor's own ``response_format`` wins.
+
     Threading: frozen; ``extra`` is a private deep copy of what was passed (do not
     mutate it in place); share freely.
     Raises :class:`pydantic.ValidationError` (a ``ValueError``) on invalid values;
@@ -256,6 +266,7 @@ class LM(BaseModel):
     max_in_flight: int = Field(default=64, ge=1)
     max_queue: int = Field(default=1024, ge=0)
     queue_timeout: float = Field(default=10.0, gt=0.0)
+    response_format: Literal["auto", "json_schema", "json_object", "none"] = "auto"
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def __init__(self, model: str | None = None, /, **data: Any) -> None:
@@ -384,6 +395,21 @@ class LM(BaseModel):
         """The endpoint's identity in cache keys: ``cache_scope`` if set, else the
         base URL as :attr:`display_base` shows it (never the key)."""
         return self.cache_scope if self.cache_scope is not None else self.display_base
+
+    @property
+    def response_format_support(self) -> Literal["json_schema", "json_object"] | None:
+        """What the JSON adapter's calls send as ``response_format``: a JSON schema,
+        JSON mode, or nothing (``None``); see ``response_format``."""
+        if self.response_format != "auto":
+            return None if self.response_format == "none" else self.response_format
+        if self.provider == "gemini":
+            return "json_object"
+        if self.provider == "anthropic":
+            return None
+        name = self.wire_model
+        if name in OPENAI_JSON_SCHEMA:
+            return "json_schema"
+        return "json_object" if name in OPENAI_JSON_OBJECT else None
 
     @property
     def tokens_param(self) -> str:

@@ -362,7 +362,8 @@ class ProgramActor(sv.Actor):
         signature = predictor.signature
         adapter = predictor.adapter or runtime.adapter
         demos = list(predictor.demos)
-        overrides = {**adapter.request_overrides(), **predictor.config}
+        support = lm.response_format_support
+        overrides = {**adapter.request_overrides(signature, support), **predictor.config}
         messages = adapter.format(signature, demos, inputs)
         self.lm_calls += 1
         stream = self.stream
@@ -379,7 +380,7 @@ class ProgramActor(sv.Actor):
                 first.attempts = self.attempts
                 raise
             messages = json_adapter.format(signature, demos, inputs)
-            overrides = {**json_adapter.request_overrides(), **predictor.config}
+            overrides = {**json_adapter.request_overrides(signature, support), **predictor.config}
             if stream is not None:
                 stream.begin(predictor, json_path(json_adapter))
             try:

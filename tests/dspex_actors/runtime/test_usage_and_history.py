@@ -91,7 +91,8 @@ def test_history_size_zero_keeps_nothing(start_system: SystemFactory) -> None:
 def test_the_json_path_asks_the_lm_for_json_mode_as_dspy_does(
     start_system: SystemFactory, lm_server: Any
 ) -> None:
-    start_system(cache=False)
+    # A model DSPy sends JSON mode to (tests/fixtures/dspy/response_format.json).
+    start_system(cache=False, lm_options={"response_format": "json_object"})
     lm_server.inject("bad_format")  # the chat answer does not parse: the JSON fallback runs
 
     dx.Predict("question -> answer")(question="What is 6 + 1?")
@@ -99,6 +100,20 @@ def test_the_json_path_asks_the_lm_for_json_mode_as_dspy_does(
     first, second = lm_server.requests[-2:]
     assert "response_format" not in first  # the chat format asks for no JSON mode
     assert second["response_format"] == {"type": "json_object"}
+
+
+def test_the_json_path_sends_no_response_format_to_a_model_dspy_does_not_know(
+    start_system: SystemFactory, lm_server: Any
+) -> None:
+    start_system(cache=False)  # "openai/rule-based": not in DSPy's model table
+    lm_server.inject("bad_format")
+
+    dx.Predict("question -> answer")(question="What is 6 + 1?")
+
+    first, second = lm_server.requests[-2:]
+    assert "response_format" not in first
+    assert "response_format" not in second
+    assert "JSON" in second["messages"][0]["content"]  # the JSON adapter's prompt went out
 
 
 def test_a_predictor_config_wins_over_the_adapters_response_format(
