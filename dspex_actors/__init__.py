@@ -44,7 +44,14 @@ from dspex_actors.primitives import (
     SystemDown,
     UnknownMessage,
 )
-from dspex_actors.runtime import ActorSystem, NoSystemError, current_system, start
+from dspex_actors.runtime import (  # asyncio (docs/asyncio.md)
+    ActorSystem,
+    NoSystemError,
+    SystemClosed,
+    astart,
+    current_system,
+    start,
+)
 from dspex_actors.signatures import (
     InputField,
     InputFieldsError,
@@ -148,9 +155,11 @@ __all__ = [
     "RuleBasedLMServer",
     "Signature",
     "SignatureError",
+    "SystemClosed",
     "SystemDown",
     "Teleprompter",
     "UnknownMessage",
+    "astart",
     "cache_key",
     "current_system",
     "ensure_signature",

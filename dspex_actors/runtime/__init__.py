@@ -6,6 +6,8 @@ worker actor per attempt and handles its crash as a ``Down`` message. Many calls
 at once go through one fan-out engine (``ActorSystem.fan_out``, on ``sv.fan_out``).
 """
 
+from dspex_actors.runtime._astart import AStart, astart
+from dspex_actors.runtime._async import SystemClosed, off_loop
 from dspex_actors.runtime._fanout import call_result
 from dspex_actors.runtime._messages import Cancel
 from dspex_actors.runtime._program import current_program, run_in_program
@@ -18,13 +20,17 @@ from dspex_actors.runtime._system import (
 )
 
 __all__ = [
+    "AStart",
     "ActorSystem",
     "Cancel",
     "Compiler",
     "NoSystemError",
+    "SystemClosed",
+    "astart",
     "call_result",
     "current_program",
     "current_system",
+    "off_loop",
     "run_in_program",
     "start",
 ]
