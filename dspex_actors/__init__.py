@@ -62,11 +62,13 @@ from dspex_actors.primitives import (
     SystemDown,
     UnknownMessage,
 )
-from dspex_actors.runtime import (
+from dspex_actors.runtime import (  # asyncio (docs/asyncio.md)
     ActorSystem,
     NoSystemError,
     StreamListener,
     StreamResponse,
+    SystemClosed,
+    astart,
     current_system,
     start,
 )
@@ -192,12 +194,14 @@ __all__ = [
     "StreamListener",
     "StreamResponse",
     "StreamingProgram",
+    "SystemClosed",
     "SystemDown",
     "Teleprompter",
     "Tool",
     "ToolArgsError",
     "Trial",
     "UnknownMessage",
+    "astart",
     "cache_key",
     "current_system",
     "ensure_signature",

@@ -31,6 +31,7 @@ See ``docs/supervisors.md`` for the OTP-to-Python mapping.
 """
 
 from supervisors._actor import Actor, actor_of, spawn_options
+from supervisors._async import FutureReply, ask_async, ask_future
 from supervisors._backoff import Backoff
 from supervisors._dynamic import DynamicSupervisor
 from supervisors._errors import (
@@ -86,6 +87,7 @@ __all__ = [
     "Exit",
     "ExitSignal",
     "FanOut",
+    "FutureReply",
     "Logger",
     "MonitorRef",
     "NamedRef",
@@ -108,6 +110,8 @@ __all__ = [
     "TreeNode",
     "actor_of",
     "ask",
+    "ask_async",
+    "ask_future",
     "async_nolink",
     "async_stream",
     "count_children",

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from dspex_actors.modules import _async
 from dspex_actors.primitives import Example, Prediction
 from dspex_actors.runtime import current_program
 from dspex_actors.signatures import OutputField, Signature, SignatureError, ensure_signature
@@ -90,6 +91,47 @@ class Module:
             return self.forward(**kwargs)
         self._check_inputs(kwargs)
         return self._system().run(self, kwargs)
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        """Await the module: ``pred = await qa.acall(question="...")``.
+
+        Same inputs, result and typed errors as calling it (``LMError`` subclasses
+        with ``.attempts``, ``SystemDown``, ...), raised as they are. Runs in a
+        program actor like a call; the event loop is never blocked and no thread
+        waits for the answer (see docs/asyncio.md). The request deadline is the
+        system's, as for a call. Cancelling the awaiting task (or an
+        ``asyncio.timeout``) cancels the request: its program actor and I/O
+        workers end, the task gets ``CancelledError``.
+        """
+        return await _async.acall(self, args, kwargs)
+
+    async def abatch(
+        self,
+        inputs: Sequence[Mapping[str, Any] | Example],
+        max_concurrency: int = 16,
+        *,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """:meth:`batch` for asyncio: at most ``max_concurrency`` program actors at once.
+
+        Predictions in input order; :class:`BatchError` after all items finished if
+        some failed (``return_exceptions=True``: the exceptions in place). Every
+        item is checked before any request. Cancelling it cancels every item still
+        running. No thread waits on the caller's side.
+        """
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+            raise TypeError(f"max_concurrency must be an int, got {max_concurrency!r}")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
+        items = [_as_kwargs(item) for item in inputs]
+        for item in items:
+            self._check_inputs(item)
+        system = self._system()
+        results = await _async.abatch(system, self, items, max_concurrency, timeout=timeout)
+        if not return_exceptions and any(isinstance(r, BaseException) for r in results):
+            raise BatchError(results)
+        return results
 
     def _keyword_example(self) -> str:
         signature = getattr(self, "signature", None)

@@ -61,6 +61,7 @@ import pykka
 
 import supervisors as sv
 from dspex_actors.modules import Module
+from dspex_actors.optimize._async import job_result_async
 from dspex_actors.optimize._checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -663,15 +664,31 @@ class Job:
                 wait = min(wait, remaining)
             if run.finished.wait(wait):
                 break
-            if self._lost() and not run.finished.is_set():
-                last = run.restarts.last_error
-                run.end(
-                    "failed",
-                    error=CompileError(
-                        f"compile job {self.id} is gone: its supervisor stopped restarting it"
-                        + (f" (last crash: {describe_error(last)})" if last is not None else "")
-                    ),
-                )
+            self._check_lost()
+
+    def _check_lost(self) -> None:
+        """End the job as failed if its supervisor no longer holds it (gave up restarting)."""
+        run = self._run
+        if self._lost() and not run.finished.is_set():
+            last = run.restarts.last_error
+            run.end(
+                "failed",
+                error=CompileError(
+                    f"compile job {self.id} is gone: its supervisor stopped restarting it"
+                    + (f" (last crash: {describe_error(last)})" if last is not None else "")
+                ),
+            )
+
+    async def aresult(self, timeout: float | None = None) -> Module:
+        """:meth:`result` for asyncio: await the compiled program without blocking the loop.
+
+        Looks at the job every few tens of milliseconds (``asyncio.sleep``); no
+        thread waits, no progress bar. Cancelling the await leaves the job running.
+
+        Raises: as :meth:`result` (``TimeoutError``, ``JobCancelled``, the job's error).
+        """
+        program: Module = await job_result_async(self, timeout)
+        return program
 
     def cancel(self) -> bool:
         """Stop the job and kill its requests in flight; ``False`` if it had already ended.

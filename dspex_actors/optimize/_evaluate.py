@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import supervisors as sv
+from dspex_actors.optimize._async import evaluate_async
 from dspex_actors.optimize._examples import check_examples, example_inputs, input_hash
 from dspex_actors.optimize._jsonable import RecordedError
 from dspex_actors.optimize._progress import Progress, notice
@@ -346,6 +347,21 @@ class Evaluate:
             self._stop(requests, tally, limit)
         self._notice(tally)
         return self._result(tally)
+
+    async def acall(self, program: Any, *, resume: bool = False) -> EvaluationResult:
+        """:meth:`__call__` for asyncio: the same evaluation, awaited; the loop never blocks.
+
+        Results are taken on the loop as program actors answer (no thread waits);
+        cancelling the awaiting task kills the requests in flight, keeps what
+        finished in the results file, and raises ``CancelledError``.
+        """
+        if not self.devset:
+            raise ValueError("devset must contain at least one example")
+        if resume and self.results_path is None:
+            raise ValueError("resume=True needs a results_path to resume from")
+        system = system_for(program, self.system)
+        result: EvaluationResult = await evaluate_async(self, program, resume, system)
+        return result
 
     # ------------------------------------------------------------ the phases
 

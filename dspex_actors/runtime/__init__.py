@@ -6,6 +6,8 @@ worker actor per attempt and handles its crash as a ``Down`` message. Many calls
 at once go through one fan-out engine (``ActorSystem.fan_out``, on ``sv.fan_out``).
 """
 
+from dspex_actors.runtime._astart import AStart, astart
+from dspex_actors.runtime._async import SystemClosed, off_loop
 from dspex_actors.runtime._fanout import call_result
 from dspex_actors.runtime._messages import Cancel
 from dspex_actors.runtime._program import current_program, run_in_program
@@ -28,6 +30,7 @@ from dspex_actors.runtime._system import (
 from dspex_actors.runtime._tool_worker import ToolFailure, call_tool, format_error_for_lm
 
 __all__ = [
+    "AStart",
     "ActorSystem",
     "AsyncSink",
     "Cancel",
@@ -36,14 +39,17 @@ __all__ = [
     "StreamListener",
     "StreamResponse",
     "StreamSink",
+    "SystemClosed",
     "ThreadSink",
     "ToolFailure",
+    "astart",
     "call_result",
     "call_tool",
     "current_program",
     "current_system",
     "final_of",
     "format_error_for_lm",
+    "off_loop",
     "run_in_program",
     "start",
     "start_streaming",

@@ -258,6 +258,12 @@ class ProgramActor(sv.Actor):
     reuse_threads = True
     register_in_pykka = False
 
+    @staticmethod
+    def _create_future() -> sv.FutureReply:
+        """pykka's hook: asks of a program actor answer into a ``concurrent.futures.Future``,
+        which asyncio awaits without a thread (``runtime/_async.py``)."""
+        return sv.FutureReply()
+
     def __init__(self, runtime: Runtime) -> None:
         super().__init__()
         self.runtime = runtime

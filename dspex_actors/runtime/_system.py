@@ -26,6 +26,7 @@ import supervisors as sv
 from dspex_actors.cache import CacheActor, CacheConfig, ClearCache
 from dspex_actors.lm import LM, AdmissionTable, LMClient, LMCounters, RetryPolicy
 from dspex_actors.primitives import LogStream, SystemDown
+from dspex_actors.runtime._async import SystemClosed, drain, off_loop, run_in_program_async
 from dspex_actors.runtime._fanout import Call, program_stream, run_many
 from dspex_actors.runtime._health import (
     SystemState,
@@ -194,6 +195,7 @@ class ActorSystem:
         self._services: list[sv.ChildSpec] = []  # started again after a system restart
         self._tree_lock = threading.RLock()
         self._closed = False
+        self._draining = False  # ashutdown's grace period: nothing new starts
         self._down: str | None = None
         self._system_restarts = 0
         self.root = self._start_tree()
@@ -431,6 +433,27 @@ class ActorSystem:
         except (sv.NoProc, pykka.ActorDeadError) as exc:
             raise self._down_error() or exc from exc
 
+    async def arun(
+        self, module: Any, inputs: Mapping[str, Any], *, timeout: float | None = None
+    ) -> Any:
+        """:meth:`run` for asyncio: await the result; no thread waits, the loop never blocks.
+
+        Same errors as :meth:`run`, raised as they are (not wrapped in a future's
+        error). Cancelling the awaiting task cancels the request: its program actor
+        and I/O workers end, the task gets ``CancelledError``.
+        """
+        self._check_open()
+        try:
+            return await run_in_program_async(
+                self.runtime,
+                self._programs_name,
+                module,
+                dict(inputs),
+                timeout=self.request_timeout(timeout),
+            )
+        except (sv.NoProc, pykka.ActorDeadError) as exc:
+            raise self._down_error() or exc from exc
+
     def compile(self, teleprompter: Compiler[P, J], /, *args: P.args, **kwargs: P.kwargs) -> J:
         """Start a compile job under ``teleprompters`` and return its handle at once.
 
@@ -517,9 +540,12 @@ class ActorSystem:
         )
 
     def _check_open(self) -> None:
-        """Fail fast, before any I/O: shut down (RuntimeError) or down (SystemDown)."""
+        """Fail fast, before any I/O: shut down or shutting down (SystemClosed, a
+        RuntimeError) or down (SystemDown)."""
         if self._closed:
-            raise RuntimeError(f"actor system {self.name!r} is shut down")
+            raise SystemClosed(f"actor system {self.name!r} is shut down")
+        if self._draining:
+            raise SystemClosed(f"actor system {self.name!r} is shutting down")
         down = self._down_error()
         if down is not None:
             raise down
@@ -638,6 +664,22 @@ class ActorSystem:
             sv.stop(self.root, timeout=timeout)
         sv.stop(self._heart, timeout=10.0)
         sv.shutdown_idle_threads()
+
+    async def ashutdown(self, timeout: float | None = None, *, grace: float = 10.0) -> None:
+        """:meth:`shutdown` for asyncio, graceful: the blocking work runs off the loop.
+
+        New calls are refused at once (:class:`SystemClosed`); requests in flight
+        get ``grace`` seconds to finish, then the ones left are told to give up
+        (their callers get ``Cancelled``, a ``DeadlineExceeded``); then the tree
+        stops as :meth:`shutdown` does, on a one-shot thread. Idempotent.
+        """
+        if self._closed or self._draining:
+            return
+        self._draining = True
+        try:
+            await drain(self._programs_name, grace)
+        finally:
+            await off_loop(self.shutdown, timeout)
 
     def __enter__(self) -> ActorSystem:
         if self._closed:
