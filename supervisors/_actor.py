@@ -629,6 +629,7 @@ class Actor(pykka.ThreadingActor):
         ended = self._sv_terminate(reason)
         self._sv_done.set()  # nobody need wait for the abandoned thread
         if ended:
+            self._sv_run_on_kill()
             if current is not None:
                 fail(current, dead_error(str(self)))
             if ending is not None:
@@ -642,6 +643,21 @@ class Actor(pykka.ThreadingActor):
                 )
         self.actor_inbox.wake()
         return ended
+
+    def on_kill(self) -> None:
+        """Called once when this actor is killed (:func:`supervisors.kill`, or a link's
+        abnormal exit), in the *killer's* thread, while the actor's own thread may still
+        be busy in a handler. For unblocking that abandoned thread: close the socket or
+        file it is blocked on, set the event it waits for. Must be quick, must not
+        block; an exception is logged (``on_kill_failed``) and ignored. No other hook
+        runs on a kill. Does nothing by default.
+        """
+
+    def _sv_run_on_kill(self) -> None:
+        try:
+            self.on_kill()
+        except Exception as exc:
+            logger.error("on_kill_failed", actor=str(self), error=safe_repr(exc))
 
     def _sv_wait_exit(self, timeout: float | None) -> bool:
         """Wait until the actor has ended for good (hooks ran, exit announced) or was killed."""

@@ -1,11 +1,13 @@
 """Awaiting program actors from asyncio, with no thread parked per await.
 
-:func:`run_in_program_async` starts a program actor exactly as the synchronous
-path does (in the calling thread: the loop's; no I/O, no wait), with a
-:class:`supervisors.FutureReply` as the slot for its answer. The program actor's
-``reply_and_exit`` completes that slot's ``concurrent.futures.Future`` from its own
-thread; ``asyncio.wrap_future`` wakes the awaiting task through
-``loop.call_soon_threadsafe``. Nothing else runs per request on the caller's side.
+:func:`run_in_program_async` has the program actor started by the spawner (one
+daemon thread for all systems; starting a thread waits for it to run, which on a
+busy machine takes longer than a loop may be held), with a
+:class:`supervisors.FutureReply` as the slot for its answer; the loop only
+enqueues. The program actor's ``reply_and_exit`` completes that slot's
+``concurrent.futures.Future`` from its own thread; ``asyncio.wrap_future`` wakes
+the awaiting task through ``loop.call_soon_threadsafe``. Nothing else runs per
+request on the caller's side.
 
 Cancelling the awaiting task tells the program :class:`Cancel` and kills it: its
 linked I/O workers end with it, the LM client is not touched, and the programs
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +37,15 @@ from dspex_actors.runtime._fanout import GRACE, start_program
 from dspex_actors.runtime._messages import Cancel, Failed
 from dspex_actors.runtime._program import ProgramActor, Runtime
 
-__all__ = ["DRAIN_POLL", "SystemClosed", "cancel_program", "off_loop", "run_in_program_async"]
+__all__ = [
+    "DRAIN_POLL",
+    "SystemClosed",
+    "cancel_program",
+    "off_loop",
+    "release_spawner",
+    "retain_spawner",
+    "run_in_program_async",
+]
 
 T = TypeVar("T")
 
@@ -73,7 +85,10 @@ async def run_in_program_async(
     """
     deadline = time.monotonic() + timeout
     reply = ProgramActor._create_future()  # pykka's hook: a concurrent.futures.Future inside
-    ref = start_program(runtime, programs, module, inputs, deadline=deadline, reply=reply)
+    started = _SPAWNER.submit(
+        lambda: start_program(runtime, programs, module, inputs, deadline=deadline, reply=reply),
+        reply.future,
+    )
     waiter = asyncio.timeout(timeout + GRACE)
     try:
         async with waiter:
@@ -81,14 +96,107 @@ async def run_in_program_async(
     except TimeoutError:
         if not waiter.expired():
             raise  # a TimeoutError the module raised: the caller's, as raised
-        sv.kill(ref, reason="killed")
+        _once_started(started, _kill)
         raise DeadlineExceeded(f"no answer within {timeout} s") from None
     except asyncio.CancelledError:
-        cancel_program(ref)
+        _once_started(started, cancel_program)
         raise
     if isinstance(result, Failed):
         raise result.error
     return result
+
+
+class _Spawner:
+    """Starts program actors for awaiting callers, off their event loops.
+
+    One daemon thread takes start requests from a queue, in order. It runs while a
+    system is running (:meth:`retain` at start, :meth:`release` at shutdown, both
+    off any loop), so no loop ever waits for it to start; with no system left it
+    ends after :data:`SPAWNER_IDLE` seconds without work, so nothing is left
+    running. A start that fails (the system is shutting down) fails the request's
+    answer with that error.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Any, Any] | None] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._users = 0
+
+    def retain(self) -> None:
+        """A system started: keep the thread (start it now if need be)."""
+        with self._lock:
+            self._users += 1
+            self._ensure_thread()
+
+    def release(self) -> None:
+        """A system stopped: the thread may end once idle."""
+        with self._lock:
+            self._users = max(self._users - 1, 0)
+        self._queue.put(None)  # wake it to notice
+
+    def submit(
+        self, start: Callable[[], pykka.ActorRef[Any]], answer: concurrent.futures.Future[Any]
+    ) -> concurrent.futures.Future[pykka.ActorRef[Any]]:
+        """Queue ``start``; the returned future gets the ref (never blocks, any thread)."""
+        started: concurrent.futures.Future[pykka.ActorRef[Any]] = concurrent.futures.Future()
+        self._queue.put((start, started, answer))
+        with self._lock:
+            self._ensure_thread()
+        return started
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:  # lock held
+            self._thread = threading.Thread(target=self._run, name="dx:spawner", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=SPAWNER_IDLE)
+            except queue.Empty:
+                item = None
+            if item is None:
+                with self._lock:
+                    if self._users == 0 and self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            start, started, answer = item
+            try:
+                started.set_result(start())
+            except BaseException as exc:  # the system is down: the caller hears it
+                started.set_exception(exc)
+                if not answer.done():
+                    with contextlib.suppress(concurrent.futures.InvalidStateError):
+                        answer.set_exception(exc)
+
+
+SPAWNER_IDLE = 0.5
+"""Seconds the spawner thread waits for work before it looks whether it may end."""
+
+_SPAWNER = _Spawner()
+retain_spawner = _SPAWNER.retain
+release_spawner = _SPAWNER.release
+
+
+def _kill(ref: pykka.ActorRef[Any]) -> None:
+    sv.kill(ref, reason="killed")
+
+
+def _once_started(
+    started: concurrent.futures.Future[pykka.ActorRef[Any]],
+    then: Callable[[pykka.ActorRef[Any]], None],
+) -> None:
+    """Call ``then(ref)`` once the program has started (now, if it has); never blocks."""
+
+    def done(future: concurrent.futures.Future[pykka.ActorRef[Any]]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            then(future.result())
+
+    started.add_done_callback(done)
 
 
 def cancel_program(ref: pykka.ActorRef[Any]) -> None:

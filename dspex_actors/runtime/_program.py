@@ -234,6 +234,11 @@ class IOWorker(sv.Actor):
         self.exit_then(hand_over)
         return None
 
+    def on_kill(self) -> None:
+        """Killed (the program's deadline or cancel, or the program itself killed, by
+        link): close the connection now, so the abandoned thread's read returns."""
+        self.abort.abort()
+
     def describe(self) -> str | None:
         return f"POST {self._plan.model}"
 

@@ -26,7 +26,14 @@ import supervisors as sv
 from dspex_actors.cache import CacheActor, CacheConfig, ClearCache
 from dspex_actors.lm import LM, AdmissionTable, LMClient, LMCounters, RetryPolicy
 from dspex_actors.primitives import LogStream, SystemDown
-from dspex_actors.runtime._async import SystemClosed, drain, off_loop, run_in_program_async
+from dspex_actors.runtime._async import (
+    SystemClosed,
+    drain,
+    off_loop,
+    release_spawner,
+    retain_spawner,
+    run_in_program_async,
+)
 from dspex_actors.runtime._fanout import Call, program_stream, run_many
 from dspex_actors.runtime._health import (
     SystemState,
@@ -663,6 +670,7 @@ class ActorSystem:
         if self.root.is_alive():
             sv.stop(self.root, timeout=timeout)
         sv.stop(self._heart, timeout=10.0)
+        release_spawner()
         sv.shutdown_idle_threads()
 
     async def ashutdown(self, timeout: float | None = None, *, grace: float = 10.0) -> None:
@@ -757,6 +765,7 @@ def start(
         raise _NameTaken(exc.name, exc.holder, name) from None
     with _systems_lock:
         _systems.append(system)
+    retain_spawner()  # awaiting callers' programs are started by it, off their loops
     return system
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pykka
 import pytest
 
 import dspex_actors as dx
@@ -91,16 +92,18 @@ def test_within_keeps_a_shorter_attempt_timeout() -> None:
     assert plan.within(0.5).attempt_timeout == pytest.approx(0.45)
 
 
-def test_a_cancelled_request_closes_its_connection_at_once() -> None:
+@pytest.mark.parametrize("how", ["cancel", "kill"])
+def test_a_cancelled_or_killed_request_closes_its_connection_at_once(how: str) -> None:
     # Issue 9 item 6's last clause: on cancel the worker's socket is shut down from the
-    # program's thread, not left to the 30 s deadline or the 10 s read timeout.
+    # program's thread (on a kill of the program, from the killer's thread through the
+    # worker's on_kill), not left to the 30 s deadline or the 10 s read timeout.
     with (
         DripServer(mode="body", interval=1.0) as server,
         dx.start(
             lm=dx.LM("openai/m", api_base=server.api_base, timeout=10.0),
             retry=dx.RetryPolicy(deadline=30.0),
             cache=False,
-            name="drip-cancel",
+            name=f"drip-{how}",
             configure_logs=False,
         ) as system,
     ):
@@ -120,11 +123,17 @@ def test_a_cancelled_request_closes_its_connection_at_once() -> None:
         assert server.opened, "the request never reached the server"
         (program,) = [c.ref for c in sv.which_children(system.programs.name) if c.ref]
         cancelled = time.monotonic()
-        program.tell(dx.messages.Cancel())
+        if how == "cancel":
+            program.tell(dx.messages.Cancel())
+        else:
+            sv.kill(program, quiet=True)
         caller.join(5)
         _wait_for_close(server, 5.0)
         assert not caller.is_alive()
-        assert isinstance(outcome[0], dx.DeadlineExceeded)  # Cancelled is one
-        assert "cancelled" in str(outcome[0])
+        if how == "cancel":
+            assert isinstance(outcome[0], dx.DeadlineExceeded)  # Cancelled is one
+            assert "cancelled" in str(outcome[0])
+        else:
+            assert isinstance(outcome[0], pykka.ActorDeadError | dx.DeadlineExceeded)
         assert server.closed, "the cancelled request's connection stayed open"
         assert server.closed[0] - cancelled < 2.0  # not the 10 s read timeout
