@@ -222,3 +222,24 @@ def test_an_lm_rate_limit_keeps_a_mipro_run_under_a_rate_limiting_servers_limit(
     # The control: the same run without the LM's limit goes over the server's.
     control, _, _ = _rate_limited_run(rpm=None)
     assert control.stats().get("rate_limited", 0) > 0
+
+
+def test_every_told_trial_is_recorded_once_through_the_one_trial_seam(
+    system: dx.ActorSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dspex_actors.optimize import _events
+
+    recorded: list[tuple[str, dict[str, Any]]] = []
+    inner = _events.record_trial
+
+    def spy(job_id: str, fields: Any) -> None:
+        recorded.append((job_id, dict(fields)))
+        inner(job_id, fields)
+
+    monkeypatch.setattr(_events, "record_trial", spy)
+    _, job = _compile(system, _optimizer(seed=3, parallel_trials=2))
+    assert {job_id for job_id, _ in recorded} == {job.id}
+    assert [{k: v for k, v in f.items() if k != "best_score"} for _, f in recorded] == [
+        t.as_json() for t in job.trials()
+    ]
+    assert recorded[-1][1]["best_score"] == job.status().best_score
