@@ -69,6 +69,7 @@ from dspex_actors.optimize._checkpoint import (
     fingerprint,
     release,
 )
+from dspex_actors.optimize._events import plan_event
 from dspex_actors.optimize._examples import check_examples
 from dspex_actors.optimize._jsonable import describe_error
 from dspex_actors.optimize._plan import (
@@ -500,7 +501,7 @@ class CompileJob(sv.Actor):
             return False
         run.checkpoint.put({k: self._entries[k] for k in unit.keys})
         for event, fields in unit.events:
-            logger.info(event, job=run.config.id, **fields)
+            plan_event(run.config.id, event, fields)
         self._publish(plan)
         if plan.done:
             run.outcome.candidates = plan.candidates

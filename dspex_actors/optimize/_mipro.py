@@ -42,6 +42,7 @@ from typing import Any, Literal
 from dspex_actors.modules import Module
 from dspex_actors.optimize._bootstrap import Teacher, Walk, check_bootstrap_inputs, state_hash
 from dspex_actors.optimize._entries import KINDS_SEARCH, check_entry
+from dspex_actors.optimize._events import TRIAL_EVENT
 from dspex_actors.optimize._labeled import labeled
 from dspex_actors.optimize._mipro_items import CountedItem, calls_of, check_mipro_entry
 from dspex_actors.optimize._mipro_propose import Proposals
@@ -588,7 +589,8 @@ class _MiproPlan(CompilePlan):
         return self._record(search, ev, score, full=True)
 
     def _record(self, search: _Search, ev: _Eval, score: float, *, full: bool) -> Unit:
-        """Checkpoint the trial (``r/{number}``) and log it (``compile.trial``)."""
+        """Checkpoint the trial (``r/{number}``) and record it: its ``compile.trial``
+        event goes to :func:`~dspex_actors.optimize._events.record_trial` (the one seam)."""
         trial = Trial(
             number=ev.number,
             instructions=tuple(ev.params[f"{i}_predictor_instruction"] for i in range(self.n_pred)),
@@ -614,7 +616,7 @@ class _MiproPlan(CompilePlan):
             )
         self.ctx.entries[key] = record
         fields = {**record, "best_score": search.best_score}
-        return Unit([key], [("compile.trial", fields)])
+        return Unit([key], [(TRIAL_EVENT, fields)])
 
     def _finish(self) -> None:
         search = self.search

@@ -9,10 +9,10 @@ Threading: the job actor's thread.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from typing import Any
 
-from dspex_actors.modules import Module
+from dspex_actors.modules import Module, Predict
 from dspex_actors.optimize._bootstrap import error_of
 from dspex_actors.optimize._mipro_items import CountedItem
 from dspex_actors.optimize._mipro_settings import Settings
@@ -27,7 +27,7 @@ from dspex_actors.optimize._propose import (
 )
 from dspex_actors.primitives import Example
 
-__all__ = ["Proposals", "summary_batches"]
+__all__ = ["Proposals", "proposal_run", "summary_batches"]
 
 _SUMMARY = "p/s"
 
@@ -72,7 +72,13 @@ class Proposals:
         self.n = settings.num_proposals
         self.summary: str | None = None
         self.summary_known = not tp.data_aware_proposer
-        self.code = program_code(student) if tp.program_aware_proposer else ""
+        self.program_aware = bool(tp.program_aware_proposer)
+        self.code = ""
+        if self.program_aware:
+            try:
+                self.code = program_code(student)
+            except (OSError, TypeError):  # DSPy: "Running without program aware proposer."
+                self.program_aware = False
         self.ready = False
         self.candidates: list[list[str]] = []
 
@@ -127,29 +133,52 @@ class Proposals:
         return items
 
     def _proposal(self, key: str, i: int, k: int) -> WorkItem:
-        tp = self.tp
-        predictor = self.student.predictors()[i]
-        signature = predictor.signature
-        tip = TIPS[self.settings.tips[i][k]] if tp.tip_aware_proposer else ""
-        demos = "No task demos provided."
-        if tp.fewshot_aware_proposer:
-            demos = task_demos(signature, self.demo_sets[i], k, 3)
-        inputs = {
-            "dataset_description": self.summary or "",
-            "program_code": self.code,
-            "module": module_code(predictor),
-            "task_demos": demos,
-            "basic_instruction": signature.instructions,
-            "tip": tip,
-        }
-        run = ProposalRun(
-            inputs,
-            use_dataset_summary=self.summary is not None,
-            program_aware=tp.program_aware_proposer,
-            use_tip=bool(tip),
-            lm=tp.prompt_model,
-            temperature=tp.init_temperature,
+        run = proposal_run(
+            self.tp,
+            self.student.predictors()[i],
+            self.demo_sets[i],
+            k,
+            self.settings.tips[i][k],
+            summary=self.summary,
+            code=self.code if self.program_aware else None,
         )
-        return CountedItem.text(
-            key, run, "proposed_instruction", 3 if tp.program_aware_proposer else 1
-        )
+        return CountedItem.text(key, run, "proposed_instruction", 3 if self.program_aware else 1)
+
+
+def proposal_run(
+    tp: Any,
+    predictor: Predict,
+    demo_sets: Sequence[Sequence[Example]],
+    k: int,
+    tip_key: str,
+    *,
+    summary: str | None,
+    code: str | None,
+) -> ProposalRun:
+    """The request proposing instruction ``k`` of ``predictor`` (DSPy's
+    ``propose_instruction_for_predictor`` for ``demo_set_i=k``), for ``tp`` (a
+    ``MIPROv2``): ``demo_sets`` are the predictor's, ``tip_key`` the drawn tip,
+    ``summary`` the data summary (``None``: not data aware), ``code`` the program
+    code (``None``: not program aware). Pure.
+    """
+    signature = predictor.signature
+    tip = TIPS[tip_key] if tp.tip_aware_proposer else ""
+    demos = "No task demos provided."
+    if tp.fewshot_aware_proposer:
+        demos = task_demos(signature, demo_sets, k, 3)
+    inputs = {
+        "dataset_description": summary or "",
+        "program_code": code or "",
+        "module": module_code(predictor),
+        "task_demos": demos,
+        "basic_instruction": signature.instructions,
+        "tip": tip,
+    }
+    return ProposalRun(
+        inputs,
+        use_dataset_summary=summary is not None,
+        program_aware=code is not None,
+        use_tip=bool(tip),
+        lm=tp.prompt_model,
+        temperature=tp.init_temperature,
+    )

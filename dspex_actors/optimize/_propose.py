@@ -9,9 +9,9 @@ program, describe the module, propose: DSPy's ``GenerateModuleInstruction``).
 
 Differences from DSPy, on purpose:
 
-* ``program_code`` is :func:`program_code`'s rendering (the program class's
-  source, if any, and each predictor's signature), not DSPy's
-  ``get_dspy_source_code`` (which prints pydantic reprs).
+* ``program_code`` is DSPy's ``get_dspy_source_code`` (:func:`program_code`) but for
+  a class whose source cannot be read: DSPy then tries IPython's cell history, here
+  program awareness is dropped at once (DSPy drops it when that fails too).
 * No ``rollout_id``: proposals are made at ``init_temperature``; with the cache
   on, two identical proposal prompts get the same answer.
 
@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from dspex_actors.modules import ChainOfThought, Module, Predict
+from dspex_actors.modules import Module, Predict
 from dspex_actors.primitives import Example, LMError, Prediction
 from dspex_actors.signatures import InputField, OutputField, Signature
 
@@ -217,18 +217,67 @@ def task_demos(
 
 
 def program_code(program: Module) -> str:
-    """The program as the proposer shows it: its class's source (user modules) and signatures."""
-    header = []
-    for name, predictor in program.named_predictors():
-        signature = predictor.signature
-        header.append(f"{name} = Predict({signature.signature!r})\n    {signature.instructions}")
+    """DSPy's ``get_dspy_source_code(program)``, byte for byte (``program_code`` of the proposer).
+
+    The program class's source (not for a bare ``Predict``/``ChainOfThought``), after
+    a header walked from the module's attributes as DSPy walks them: a predictor's
+    signature as its class source or DSPy's ``repr`` (:func:`dspy_signature_repr`),
+    once per signature name (DSPy's dedup key: the class name of a signature class,
+    ``"Signature"`` for every built one); a sub-module's code, recursively, once per
+    text. Raises ``OSError``/``TypeError`` when the class source cannot be read
+    (DSPy then drops program awareness, and so does the caller). Pure.
+    """
+    header: list[str] = []
     base = ""
-    if not isinstance(program, Predict | ChainOfThought):
+    if type(program).__name__ not in ("Predict", "ChainOfThought"):
+        base = inspect.getsource(type(program))
+    done: set[Any] = set()
+    for value in list(vars(program).values()):
         try:
-            base = inspect.getsource(type(program))
-        except (TypeError, OSError):
-            base = ""
+            items = iter(value)
+        except TypeError:
+            items = iter([value])
+        for item in items:
+            try:
+                hash(item)
+            except TypeError:
+                continue
+            if isinstance(item, Predict):  # DSPy's Parameter
+                key = _signature_key(item.signature) + "_sig"
+                if key not in done:
+                    try:
+                        header.append(inspect.getsource(item.signature))
+                    except (TypeError, OSError):
+                        header.append(dspy_signature_repr(item.signature))
+                    done.add(key)
+            if isinstance(item, Module):
+                code = program_code(item).strip()
+                if code not in done:
+                    header.append(code)
+                    done.add(code)
+            done.add(item)
     return "\n\n".join(header) + "\n\n" + base
+
+
+def _signature_key(signature: type[Signature]) -> str:
+    """DSPy's ``__pydantic_parent_namespace__["signature_name"]`` of a signature.
+
+    A ``class X(Signature)`` statement gives ``"X"``; every signature DSPy builds
+    (from a string, ``with_instructions``, ``ChainOfThought``'s extension: all named
+    ``StringSignature``) gives ``"Signature"``.
+    """
+    name = signature.__name__
+    return "Signature" if name == "StringSignature" else name
+
+
+def dspy_signature_repr(signature: type[Signature]) -> str:
+    """DSPy's ``repr`` of a signature class (pydantic ``FieldInfo`` text per field)."""
+    items = signature.fields.items()
+    fields = "\n    ".join(f"{name} = Field({spec.info})" for name, spec in items)
+    return (
+        f"{signature.__name__}({signature.signature}\n"
+        f"    instructions={signature.instructions!r}\n    {fields}\n)"
+    )
 
 
 def module_code(predictor: Predict) -> str:

@@ -278,7 +278,7 @@ class Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         seq = state.record(body, raw)
-        if self._over_context_window(state, body):
+        if self._over_context_window(state, body) or self._over_rate_limit(state):
             return
         fault = state.faults.next()
         if not state.wait(state.latency):
@@ -429,6 +429,18 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(
             400, error_body(message, "invalid_request_error", "context_length_exceeded")
         )
+        return True
+
+    def _over_rate_limit(self, state: ServerState) -> bool:
+        """Over the server's rate limit: answer 429 with ``Retry-After`` (True)."""
+        wait = state.admit()
+        if wait is None:
+            return False
+        state.count("rate_limited")
+        message = "Rate limit reached for requests (rule-based server's rate_limit)"
+        retry = f"{max(wait, 0.001):.3f}"
+        body = error_body(message, "requests", "rate_limit_exceeded")
+        self._send_json(429, body, [("Retry-After", retry)])
         return True
 
     def _serve_fault(self, state: ServerState, fault: Fault) -> bool:

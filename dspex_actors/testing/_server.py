@@ -119,6 +119,27 @@ class RuleBasedLMServer:
         self._state.context_window = None if value is None else int(value)
 
     @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        """``(requests, seconds)``: at most that many chat-completions requests are answered
+        in any window of ``seconds``; one more gets 429 ``rate_limit_exceeded`` with a
+        ``Retry-After`` (counted as ``stats()["rate_limited"]``, not in the window).
+        ``None`` (the default): no limit. Settable while running; ``ValueError`` for
+        ``requests < 1`` or ``seconds <= 0``.
+        """
+        return self._state.rate_limit
+
+    @rate_limit.setter
+    def rate_limit(self, value: tuple[int, float] | None) -> None:
+        if value is not None:
+            requests, seconds = value
+            if isinstance(requests, bool) or int(requests) < 1:
+                raise ValueError(f"rate_limit requests must be an int >= 1, got {requests!r}")
+            if not math.isfinite(float(seconds)) or float(seconds) <= 0:
+                raise ValueError(f"rate_limit seconds must be > 0, got {seconds!r}")
+            value = (int(requests), float(seconds))
+        self._state.rate_limit = value
+
+    @property
     def follow_demos(self) -> bool:
         """Whether answers imitate the demos' style (see docs/testing.md)."""
         return self._state.rules.follow_demos

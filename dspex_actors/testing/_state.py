@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections import Counter, deque
 from typing import Any
 
@@ -58,6 +59,8 @@ class ServerState:
         self.api_key: str | None = None  # when set, every wire format checks it
         self.stream_interval = 0.0  # seconds between two events of a stream
         self.stream_words = 1  # words per stream chunk
+        self.rate_limit: tuple[int, float] | None = None  # (requests, per seconds), or none
+        self._admitted: deque[float] = deque()  # monotonic times of admitted requests
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.started = False
@@ -102,6 +105,21 @@ class ServerState:
             if body is not None:
                 self._log.append(body)
             return self._request_count
+
+    def admit(self) -> float | None:
+        """Whether a request fits the rate limit: ``None`` if admitted (and counted in the
+        window), else the seconds until the oldest admitted request leaves the window."""
+        with self.lock:
+            if self.rate_limit is None:
+                return None
+            limit, per = self.rate_limit
+            now = time.monotonic()
+            while self._admitted and self._admitted[0] <= now - per:
+                self._admitted.popleft()
+            if len(self._admitted) >= limit:
+                return self._admitted[0] + per - now
+            self._admitted.append(now)
+            return None
 
     def wait(self, seconds: float) -> bool:
         """Wait on the stop event; False if the server is stopping."""

@@ -32,10 +32,21 @@ class RAG(dspy.Module):
         raise NotImplementedError
 
 
+class TwoStep(dspy.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rewrite = dspy.Predict("question -> query")
+        self.answer = dspy.Predict("question, query -> answer")
+
+    def forward(self, question: str) -> Any:  # pragma: no cover - never called
+        raise NotImplementedError
+
+
 BUILDERS = {
     "predict": lambda: dspy.Predict("question -> answer"),
     "chain_of_thought": lambda: dspy.ChainOfThought(Classify),
     "rag_module": RAG,
+    "mipro_two_step": TwoStep,  # compiled by dx.MIPROv2
 }
 
 

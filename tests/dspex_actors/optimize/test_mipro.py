@@ -192,3 +192,54 @@ def test_a_missing_optuna_is_an_import_error_naming_the_extra(
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ImportError, match=r"dspex-actors\[mipro\]"):
         dx.MIPROv2(metric=exact)
+
+
+def _rate_limited_run(rpm: float | None) -> tuple[RuleBasedLMServer, dx.Job, float]:
+    """A small MIPROv2 compile against a server answering at most 50 requests a second."""
+    with RuleBasedLMServer(follow_demos=False) as server:
+        server.rate_limit = (50, 1.0)
+        lm = dx.LM("openai/rule-based", api_base=server.api_base, api_key="sk-test", rpm=rpm)
+        with dx.start(lm=lm, cache=False, name=f"mipro-rl{time.monotonic_ns()}") as system:
+            opt = _optimizer(seed=3, num_candidates=3, num_trials=4)
+            job = system.compile(
+                opt, student=dx.Predict("question -> answer"), trainset=TRAIN, valset=VAL
+            )
+            started = time.monotonic()
+            try:
+                job.result(timeout=180, display_progress=False)
+            except Exception:  # the control run may fail on 429s; the caller asserts
+                pass
+            return server, job, time.monotonic() - started
+
+
+def test_an_lm_rate_limit_keeps_a_mipro_run_under_a_rate_limiting_servers_limit() -> None:
+    # 1200 rpm: 20 a second, bursts of 20, so at most 40 in any second: under the 50.
+    server, job, _ = _rate_limited_run(rpm=1200)
+    stats = server.stats()
+    assert stats.get("rate_limited", 0) == 0  # no request beyond the limit
+    assert job.status().state == "done" and job.status().phase == "done"
+    assert stats["ok"] == job.status().lm_calls >= 100  # enough calls for the limit to bind
+    # The control: the same run without the LM's limit goes over the server's.
+    control, _, _ = _rate_limited_run(rpm=None)
+    assert control.stats().get("rate_limited", 0) > 0
+
+
+def test_every_told_trial_is_recorded_once_through_the_one_trial_seam(
+    system: dx.ActorSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dspex_actors.optimize import _events
+
+    recorded: list[tuple[str, dict[str, Any]]] = []
+    inner = _events.record_trial
+
+    def spy(job_id: str, fields: Any) -> None:
+        recorded.append((job_id, dict(fields)))
+        inner(job_id, fields)
+
+    monkeypatch.setattr(_events, "record_trial", spy)
+    _, job = _compile(system, _optimizer(seed=3, parallel_trials=2))
+    assert {job_id for job_id, _ in recorded} == {job.id}
+    assert [{k: v for k, v in f.items() if k != "best_score"} for _, f in recorded] == [
+        t.as_json() for t in job.trials()
+    ]
+    assert recorded[-1][1]["best_score"] == job.status().best_score

@@ -817,3 +817,21 @@ def test_module_runs_standalone_and_stops_on_ctrl_c(module: str) -> None:
 def test_main_rejects_a_bad_fault_rate() -> None:
     with pytest.raises(SystemExit):
         main(["--port", str(_free_port()), "--fault-rate", "teapot=0.1"])
+
+
+def test_a_rate_limit_answers_429_with_retry_after_beyond_its_window() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    with RuleBasedLMServer() as server:
+        with pytest.raises(ValueError, match="rate_limit"):
+            server.rate_limit = (0, 1.0)
+        server.rate_limit = (3, 0.5)
+        url = f"{server.api_base}/chat/completions"
+        statuses = [requests.post(url, json=body, timeout=5) for _ in range(4)]
+        assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+        assert statuses[3].json()["error"]["code"] == "rate_limit_exceeded"
+        assert 0 < float(statuses[3].headers["Retry-After"]) <= 0.5
+        time.sleep(0.55)  # the window has passed: admitted again
+        assert requests.post(url, json=body, timeout=5).status_code == 200
+        assert server.stats()["rate_limited"] == 1
+        server.rate_limit = None
+        assert all(requests.post(url, json=body, timeout=5).ok for _ in range(5))
