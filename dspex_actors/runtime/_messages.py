@@ -39,6 +39,8 @@ class Run:
     module: Any
     inputs: dict[str, Any]
     deadline: float
+    span: Any = None
+    """The caller's telemetry span, if one runs in its thread (the program's parent)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ import structlog
 import supervisors as sv
 from dspex_actors.cache import CacheActor, CacheConfig, ClearCache
 from dspex_actors.lm import LM, AdmissionTable, LMClient, LMCounters, RetryPolicy
-from dspex_actors.primitives import LogStream, SystemDown
+from dspex_actors.primitives import EventBus, LogStream, SystemDown, telemetry
 from dspex_actors.runtime._fanout import Call, program_stream, run_many
 from dspex_actors.runtime._health import (
     SystemState,
@@ -156,6 +156,7 @@ class ActorSystem:
         on_down: OnDown = "stay",
         down_backoff: sv.Backoff | None = None,
         history_size: int = DEFAULT_HISTORY_SIZE,
+        record_content: bool = False,
     ) -> None:
         if not isinstance(history_size, int) or history_size < 0:
             raise ValueError(f"history_size must be an int >= 0, got {history_size!r}")
@@ -176,6 +177,11 @@ class ActorSystem:
         self._programs_name = f"{name}.programs"
         self._teleprompters_name = f"{name}.teleprompters"
         self._services_name = f"{name}.services"
+        self._events_name = f"{name}.events"
+        self.events = EventBus(self._events_name, record_content=bool(record_content))
+        """The system's event bus: ``subscribe``, ``publish``, ``recording``
+        (``docs/observability.md``)."""
+        self._observer = telemetry.supervisor_observer(self.events)
         self._counters = {lm_name: LMCounters() for lm_name in self.lms}  # outlive restarts
         default = "default" if "default" in self.lms else next(iter(self.lms))
         self._admissions = AdmissionTable()  # each LM client publishes its admission here
@@ -188,6 +194,7 @@ class ActorSystem:
             default_lm=default,
             admissions=self._admissions,
             history=collections.deque(maxlen=history_size) if history_size else None,
+            events=self.events,
         )
         self._lm_refs = _LMRefs(self._lm_names, default)
         self._services: list[sv.ChildSpec] = []  # started again after a system restart
@@ -225,6 +232,8 @@ class ActorSystem:
                 )
             )
         for id_, name, kwargs in (
+            # A handler that raises restarts its subscription actor: generous intensity.
+            ("events", self._events_name, {"max_restarts": 100, "max_seconds": 5}),
             ("services", self._services_name, {"max_restarts": 10, "max_seconds": 60}),
             ("teleprompters", self._teleprompters_name, {"max_restarts": 10, "max_seconds": 60}),
             ("programs", self._programs_name, {"max_children": self._max_programs}),
@@ -233,7 +242,7 @@ class ActorSystem:
                 sv.ChildSpec(
                     id=id_,
                     start=sv.DynamicSupervisor.start,
-                    kwargs={"name": name, **kwargs},
+                    kwargs={"name": name, "observer": self._observer, **kwargs},
                     type="supervisor",
                 )
             )
@@ -246,7 +255,9 @@ class ActorSystem:
             max_restarts=10,
             max_seconds=5.0,
             name=self.name,
+            observer=self._observer,
         )
+        self.events.respawn()  # after a restart of the tree: the subscriptions' actors again
         for spec in self._services:
             sv.start_child(self._services_name, spec)
         return root
@@ -636,6 +647,7 @@ def start(
     on_down: OnDown = "stay",
     down_backoff: sv.Backoff | None = None,
     history_size: int = DEFAULT_HISTORY_SIZE,
+    record_content: bool = False,
 ) -> ActorSystem:
     """Start an :class:`ActorSystem` and make it the current one.
 
@@ -652,6 +664,9 @@ def start(
     ``"restart"`` brings it back by itself after ``down_backoff`` (default
     ``sv.Backoff(min_s=1.0, max_s=60.0)``: 1 s, 2 s, 4 s... while it keeps failing),
     as Erlang's ``heart``; ``health()["system_restarts"]`` counts how often.
+
+    ``record_content=True`` lets telemetry events carry prompts, completions,
+    inputs and outputs (off by default, as in OpenTelemetry's GenAI conventions).
 
     Raises:
         ValueError: neither or both of ``lm`` and ``lms``; a bad ``on_down``.
@@ -671,6 +686,7 @@ def start(
             on_down=on_down,
             down_backoff=down_backoff,
             history_size=history_size,
+            record_content=record_content,
         )
     except sv.AlreadyStarted as exc:
         raise _NameTaken(exc.name, exc.holder, name) from None
