@@ -245,7 +245,7 @@ def lm_start(context: WorkerContext | None, plan: Any) -> Span | None:
 
     span = begin(bus, LM_REQUEST, parent, data)
     if span is not None:
-        span.lm, span.lm_name, span.attempt = lm, lm_name, attempt
+        span.lm, span.lm_name, span.attempt, span.name = lm, lm_name, attempt, plan.model
     _local.span = span
     return span
 
@@ -262,15 +262,15 @@ def _lm_stop_fields(span: Span, completion: Any, error: BaseException | None) ->
     lm = span.lm
     fields = _lm_fields(lm, span.lm_name, span.name, span.attempt, False)
     if completion is not None:
-        usage = completion.usage or {}
-        fields["gen_ai.response.model"] = completion.model
+        got = completion.get if isinstance(completion, Mapping) else completion.__getattribute__
+        usage = got("usage") or {}
+        finish = got("finish_reason")
+        fields["gen_ai.response.model"] = got("model")
         fields["gen_ai.usage.input_tokens"] = usage.get("prompt_tokens", 0)
         fields["gen_ai.usage.output_tokens"] = usage.get("completion_tokens", 0)
-        fields["gen_ai.response.finish_reasons"] = (
-            [completion.finish_reason] if completion.finish_reason else []
-        )
+        fields["gen_ai.response.finish_reasons"] = [finish] if finish else []
         if span.bus.record_content:
-            fields["gen_ai.output.messages"] = [{"role": "assistant", "content": completion.text}]
+            fields["gen_ai.output.messages"] = [{"role": "assistant", "content": got("text")}]
     if error is not None:
         fields["error.type"] = type(error).__name__
     return fields
