@@ -59,6 +59,7 @@ from dspex_actors.signatures import (
 
 if TYPE_CHECKING:  # loaded on first use (see __getattr__): optimizers and the test server
     from dspex_actors import messages as messages
+    from dspex_actors import otel as otel
     from dspex_actors import testing as testing
     from dspex_actors.optimize import (
         BootstrapFewShot,
@@ -101,7 +102,7 @@ _LAZY = {
     "Fault": "dspex_actors.testing",
     "RuleBasedLMServer": "dspex_actors.testing",
 }
-_LAZY_MODULES = frozenset({"testing", "optimize", "messages"})
+_LAZY_MODULES = frozenset({"testing", "optimize", "messages", "otel"})
 
 __all__ = [
     "LM",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -202,6 +203,7 @@ class ActorSystem:
         self._closed = False
         self._down: str | None = None
         self._system_restarts = 0
+        self._dashboards: list[Any] = []
         self.root = self._start_tree()
         backoff = down_backoff if down_backoff is not None else sv.Backoff(min_s=1.0, max_s=60.0)
         with sv.spawn_options(name=f"{name}.heart"):
@@ -584,6 +586,36 @@ class ActorSystem:
         """
         print_history(self.history(n), file=file)
 
+    def serve_dashboard(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        allow_control: bool = False,
+        history: int = 500,
+    ) -> str:
+        """Serve the live dashboard of this system; return its URL (``port=0``: any free one).
+
+        Read-only unless ``allow_control`` (a "kill" button per actor). Any ``host`` but
+        loopback needs ``token``. Runs in its own daemon thread until :meth:`shutdown`.
+        Needs the ``dashboard`` extra (Starlette, uvicorn); see docs/observability.md.
+
+        Raises:
+            ValueError: bad options, or a non-loopback host without a token.
+            ImportError: the ``dashboard`` extra is not installed.
+            RuntimeError: the system is shut down; the server could not listen.
+        """
+        self._check_open()
+        # The dashboard is a layer above the runtime: found by name, as a plug-in.
+        dashboard_module = importlib.import_module("dspex_actors.dashboard")
+        dashboard = dashboard_module.serve(
+            self, host=host, port=port, token=token, allow_control=allow_control, history=history
+        )
+        with self._tree_lock:
+            self._dashboards.append(dashboard)
+        return str(dashboard.url)
+
     def clear_cache(self) -> None:
         """Drop every cache entry (memory and file)."""
         self._check_open()
@@ -603,6 +635,9 @@ class ActorSystem:
         self._heart.tell(Heart.stop_message())  # an ordered stop, not a crash
         with self._tree_lock:
             self._closed = True
+            dashboards, self._dashboards = self._dashboards, []
+        for dashboard in dashboards:
+            dashboard.stop()
         with _systems_lock:
             if self in _systems:
                 _systems.remove(self)
