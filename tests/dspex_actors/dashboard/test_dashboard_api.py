@@ -69,3 +69,31 @@ def test_a_token_is_required_off_loopback_and_checked_on_every_request(
     assert denied.value.code == 401
     assert _get(base + "api/state?token=s3cret-token")["system"] == system.name
     assert _get(base + "api/state", {"Authorization": "Bearer s3cret-token"})["state"] == "running"
+
+
+def test_the_dashboard_command_serves_a_live_system_until_stopped() -> None:
+    import io
+    import threading
+    import time
+
+    from dspex_actors.dashboard._cli import run_dashboard
+
+    out, stop = io.StringIO(), threading.Event()
+    done: list[int] = []
+    thread = threading.Thread(
+        target=lambda: done.append(run_dashboard(port=0, traffic=0.05, out=out, stop=stop))
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while "dashboard at " not in out.getvalue():
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.02)
+        url = out.getvalue().split("dashboard at ")[1].split()[0]
+        while _get(url + "api/state")["lms"].get("default", {}).get("requests", 0) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(20)
+    assert done == [0] and not thread.is_alive()
