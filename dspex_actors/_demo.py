@@ -260,15 +260,41 @@ def _parser() -> argparse.ArgumentParser:
         description="Start a system, serve its live dashboard (needs the 'dashboard' extra) "
         "and make one call per --traffic seconds until interrupted; prints the URL.",
     )
-    board.add_argument("--api-base", default=os.environ.get("DSPEX_API_BASE"), metavar="URL")
-    board.add_argument("--model", default=os.environ.get("DSPEX_MODEL"), metavar="PROVIDER/NAME")
     board.add_argument(
-        "--host", default="127.0.0.1", help="default 127.0.0.1 (others need --token)"
+        "--api-base",
+        default=os.environ.get("DSPEX_API_BASE"),
+        metavar="URL",
+        help="an OpenAI-compatible base URL (default: $DSPEX_API_BASE, else the rule server)",
+    )
+    board.add_argument(
+        "--model",
+        default=os.environ.get("DSPEX_MODEL"),
+        metavar="PROVIDER/NAME",
+        help="the model to ask (default: $DSPEX_MODEL, else the rule server's model)",
+    )
+    board.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to bind (default 127.0.0.1; others need --token)",
     )
     board.add_argument("--port", type=int, default=8050, help="default 8050; 0 picks a free one")
-    board.add_argument("--token", default=os.environ.get("DSPEX_DASHBOARD_TOKEN"))
-    board.add_argument("--allow-control", action="store_true", help="add a kill button per actor")
-    board.add_argument("--traffic", type=float, default=1.0, metavar="SECONDS")
+    board.add_argument(
+        "--token",
+        default=os.environ.get("DSPEX_DASHBOARD_TOKEN"),
+        help="required off loopback (default: $DSPEX_DASHBOARD_TOKEN)",
+    )
+    board.add_argument(
+        "--allow-control",
+        action="store_true",
+        help="add a kill button per actor (default: read-only)",
+    )
+    board.add_argument(
+        "--traffic",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="one Predict call every SECONDS to keep the page moving (0: none; default 1)",
+    )
     server = commands.add_parser(
         "serve-rules",
         help="run the rule-based OpenAI-compatible server alone (for tests and trials)",
