@@ -218,42 +218,8 @@ Run LM programs on OTP-style supervision: a guided demo, or the rule-based test 
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dspex-actors",
-        description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser(
-        "demo",
-        help="run the guided demo (default: against the built-in rule server)",
-        description="Start a supervised system, run Predict and ChainOfThought, show a "
-        "cache hit, inject faults and show the recovery, crash the LM client and show "
-        "its supervisor restart it, then print the tree and the statistics.",
-    )
-    demo.add_argument(
-        "--api-base",
-        default=os.environ.get("DSPEX_API_BASE"),
-        metavar="URL",
-        help="an OpenAI-compatible base URL such as http://127.0.0.1:8000/v1 "
-        "(default: $DSPEX_API_BASE, else start the built-in rule server; "
-        "fault injection needs the rule server)",
-    )
-    demo.add_argument(
-        "--model",
-        default=os.environ.get("DSPEX_MODEL"),
-        metavar="PROVIDER/NAME",
-        help="the model to ask, e.g. openai/gpt-4o-mini (default: $DSPEX_MODEL, "
-        "else the rule server's model)",
-    )
-    demo.add_argument(
-        "--latency",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="added latency of the built-in rule server per request (default 0)",
-    )
+def _add_dashboard_command(commands: Any) -> None:
+    """The ``dashboard`` subcommand's options."""
     board = commands.add_parser(
         "dashboard",
         help="serve the live dashboard of a system (default: against the built-in rule server)",
@@ -295,6 +261,45 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="one Predict call every SECONDS to keep the page moving (0: none; default 1)",
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dspex-actors",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="run the guided demo (default: against the built-in rule server)",
+        description="Start a supervised system, run Predict and ChainOfThought, show a "
+        "cache hit, inject faults and show the recovery, crash the LM client and show "
+        "its supervisor restart it, then print the tree and the statistics.",
+    )
+    demo.add_argument(
+        "--api-base",
+        default=os.environ.get("DSPEX_API_BASE"),
+        metavar="URL",
+        help="an OpenAI-compatible base URL such as http://127.0.0.1:8000/v1 "
+        "(default: $DSPEX_API_BASE, else start the built-in rule server; "
+        "fault injection needs the rule server)",
+    )
+    demo.add_argument(
+        "--model",
+        default=os.environ.get("DSPEX_MODEL"),
+        metavar="PROVIDER/NAME",
+        help="the model to ask, e.g. openai/gpt-4o-mini (default: $DSPEX_MODEL, "
+        "else the rule server's model)",
+    )
+    demo.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="added latency of the built-in rule server per request (default 0)",
+    )
+    _add_dashboard_command(commands)
     server = commands.add_parser(
         "serve-rules",
         help="run the rule-based OpenAI-compatible server alone (for tests and trials)",

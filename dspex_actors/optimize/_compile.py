@@ -297,6 +297,8 @@ class _JobRun:
             if state == "done":
                 self.progress.done = self.progress.total
             self.in_flight.clear()
+            # Published before ``finished`` is set: whoever waits on the job sees it after.
+            _publish_event(self, "finished", {"state": state, "duration_s": ended - self.started})
             self.finished.set()
         self.requests.cancel()
         release(self.config.checkpoint)
@@ -311,7 +313,6 @@ class _JobRun:
             restarts=self.restarts.restarts,
             error=None if error is None else describe_error(error),
         )
-        _publish_event(self, "finished", {"state": state, "duration_s": ended - self.started})
         return True
 
 
