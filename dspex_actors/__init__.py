@@ -43,6 +43,8 @@ from dspex_actors.primitives import (
     AdapterParseError,
     CircuitOpen,
     DeadlineExceeded,
+    Event,
+    EventBus,
     Example,
     LMBadRequest,
     LMConnectionError,
@@ -59,6 +61,7 @@ from dspex_actors.primitives import (
     LMTruncated,
     LMUnavailable,
     Prediction,
+    Subscription,
     SystemDown,
     UnknownMessage,
 )
@@ -83,6 +86,7 @@ from dspex_actors.signatures import (
 
 if TYPE_CHECKING:  # loaded on first use (see __getattr__): optimizers and the test server
     from dspex_actors import messages as messages
+    from dspex_actors import otel as otel
     from dspex_actors import testing as testing
     from dspex_actors.optimize import (
         BootstrapFewShot,
@@ -131,7 +135,7 @@ _LAZY = {
     "Fault": "dspex_actors.testing",
     "RuleBasedLMServer": "dspex_actors.testing",
 }
-_LAZY_MODULES = frozenset({"testing", "optimize", "messages"})
+_LAZY_MODULES = frozenset({"testing", "optimize", "messages", "otel"})
 
 __all__ = [
     "LM",
@@ -152,6 +156,8 @@ __all__ = [
     "DeadlineExceeded",
     "Evaluate",
     "EvaluationResult",
+    "Event",
+    "EventBus",
     "Example",
     "Fault",
     "InputField",
@@ -194,6 +200,7 @@ __all__ = [
     "StreamListener",
     "StreamResponse",
     "StreamingProgram",
+    "Subscription",
     "SystemClosed",
     "SystemDown",
     "Teleprompter",

@@ -218,6 +218,51 @@ Run LM programs on OTP-style supervision: a guided demo, or the rule-based test 
 """
 
 
+def _add_dashboard_command(commands: Any) -> None:
+    """The ``dashboard`` subcommand's options."""
+    board = commands.add_parser(
+        "dashboard",
+        help="serve the live dashboard of a system (default: against the built-in rule server)",
+        description="Start a system, serve its live dashboard (needs the 'dashboard' extra) "
+        "and make one call per --traffic seconds until interrupted; prints the URL.",
+    )
+    board.add_argument(
+        "--api-base",
+        default=os.environ.get("DSPEX_API_BASE"),
+        metavar="URL",
+        help="an OpenAI-compatible base URL (default: $DSPEX_API_BASE, else the rule server)",
+    )
+    board.add_argument(
+        "--model",
+        default=os.environ.get("DSPEX_MODEL"),
+        metavar="PROVIDER/NAME",
+        help="the model to ask (default: $DSPEX_MODEL, else the rule server's model)",
+    )
+    board.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to bind (default 127.0.0.1; others need --token)",
+    )
+    board.add_argument("--port", type=int, default=8050, help="default 8050; 0 picks a free one")
+    board.add_argument(
+        "--token",
+        default=os.environ.get("DSPEX_DASHBOARD_TOKEN"),
+        help="required off loopback (default: $DSPEX_DASHBOARD_TOKEN)",
+    )
+    board.add_argument(
+        "--allow-control",
+        action="store_true",
+        help="add a kill button per actor (default: read-only)",
+    )
+    board.add_argument(
+        "--traffic",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="one Predict call every SECONDS to keep the page moving (0: none; default 1)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dspex-actors",
@@ -254,6 +299,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="added latency of the built-in rule server per request (default 0)",
     )
+    _add_dashboard_command(commands)
     server = commands.add_parser(
         "serve-rules",
         help="run the rule-based OpenAI-compatible server alone (for tests and trials)",
@@ -286,6 +332,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             model=args.model,
             api_key=os.environ.get("OPENAI_API_KEY"),
             latency=args.latency,
+        )
+    if args.command == "dashboard":
+        from dspex_actors.dashboard._cli import run_dashboard
+
+        return run_dashboard(
+            api_base=args.api_base,
+            model=args.model,
+            api_key=os.environ.get("OPENAI_API_KEY"),
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            allow_control=args.allow_control,
+            traffic=args.traffic,
         )
     from dspex_actors.testing._rule_server import main as serve
 

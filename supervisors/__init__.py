@@ -63,6 +63,7 @@ from supervisors._registry import register, registered, unregister, wait_for_nam
 from supervisors._reply import Reply, ask
 from supervisors._spec import ChildCounts, ChildInfo, ChildSpec
 from supervisors._supervisor import (
+    Observer,
     Supervisor,
     count_children,
     delete_child,
@@ -92,6 +93,7 @@ __all__ = [
     "MonitorRef",
     "NamedRef",
     "NoProc",
+    "Observer",
     "Ok",
     "Reason",
     "Reject",

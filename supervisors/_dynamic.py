@@ -9,7 +9,7 @@ from pykka import ActorRef
 
 from supervisors._errors import StartError, SupervisorError
 from supervisors._spec import ChildSpec
-from supervisors._supervisor import _Child, _named, _SupervisorBase
+from supervisors._supervisor import Observer, _Child, _named, _SupervisorBase
 
 __all__ = ["DynamicSupervisor"]
 
@@ -40,8 +40,9 @@ class DynamicSupervisor(_SupervisorBase):
         max_children: int | None = None,
         max_restarts: int = 3,
         max_seconds: float = 5.0,
+        observer: Observer | None = None,
     ) -> None:
-        super().__init__(max_restarts=max_restarts, max_seconds=max_seconds)
+        super().__init__(max_restarts=max_restarts, max_seconds=max_seconds, observer=observer)
         if max_children is not None and (
             isinstance(max_children, bool) or not isinstance(max_children, int) or max_children < 0
         ):
@@ -59,8 +60,11 @@ class DynamicSupervisor(_SupervisorBase):
         max_restarts: int = 3,
         max_seconds: float = 5.0,
         name: str | None = None,
+        observer: Observer | None = None,
     ) -> ActorRef[Self]:
         """Start an empty dynamic supervisor and return its ref.
+
+        ``observer``: as ``Supervisor.start``'s (told child_started, child_terminated, ...).
 
         Raises:
             ValueError: bad ``max_children`` or intensity (in the caller's thread).
@@ -68,7 +72,10 @@ class DynamicSupervisor(_SupervisorBase):
         """
         with _named(name):
             return super().start(
-                max_children=max_children, max_restarts=max_restarts, max_seconds=max_seconds
+                max_children=max_children,
+                max_restarts=max_restarts,
+                max_seconds=max_seconds,
+                observer=observer,
             )
 
     def _shutdown_all(self) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self, cast
 
@@ -34,6 +34,10 @@ from supervisors._log import describe_reason, logger, safe_repr
 from supervisors._messages import ExitSignal, Reason, is_normal
 from supervisors._reply import ask as fast_ask
 from supervisors._spec import STRATEGIES, ChildCounts, ChildInfo, ChildSpec, Strategy
+
+Observer = Callable[[str, str, Any, Any], None]
+"""A supervisor's observer: ``(event, supervisor label, child id, detail)``; see
+``Supervisor.start(observer=)``."""
 
 __all__ = [
     "Supervisor",
@@ -90,8 +94,16 @@ class _SupervisorBase(Actor):
     progress_level = 20
     """Log level of ``child_started`` reports (dynamic supervisors use debug)."""
 
-    def __init__(self, *, max_restarts: int, max_seconds: float) -> None:
+    def __init__(
+        self, *, max_restarts: int, max_seconds: float, observer: Observer | None = None
+    ) -> None:
         super().__init__()
+        if observer is not None and not callable(observer):
+            raise TypeError(f"observer must be callable, got {observer!r}")
+        self.observer = observer
+        """Told ``(event, supervisor, child_id, detail)`` for child_started, child_terminated,
+        child_restarted and shutdown (in the supervisor's or the caller's thread); it
+        must not block or raise (an exception it raises is logged and dropped)."""
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError(f"max_restarts must be a non-negative int, got {max_restarts!r}")
         if (
@@ -118,6 +130,15 @@ class _SupervisorBase(Actor):
     def label(self) -> str:
         """The supervisor's name, or its class and short urn: used in reports."""
         return self._sv_name or f"{type(self).__name__}<{self.actor_urn[-8:]}>"
+
+    def _observe(self, event: str, child_id: Any, detail: Any) -> None:
+        observer = self.observer
+        if observer is None:
+            return
+        try:
+            observer(event, self.label(), child_id, detail)
+        except Exception as exc:
+            logger.warning("observer_failed", supervisor=self.label(), error=safe_repr(exc))
 
     # ----------------------------------------------------------- start / stop
 
@@ -156,6 +177,8 @@ class _SupervisorBase(Actor):
             name=child.spec.name,
             restart=child.spec.restart,
         )
+        if self.observer is not None:
+            self._observe("child_started", child.key, type(actor).__name__)
         return ref
 
     def _spawn_child(
@@ -317,6 +340,8 @@ class _SupervisorBase(Actor):
             reason=describe_reason(reason if reason is not None else "shutdown"),
             restart=child.spec.restart,
         )
+        if self.observer is not None:
+            self._observe("child_terminated", child.key, describe_reason(reason or "shutdown"))
 
     def _shutdown_all(self) -> None:
         """Terminate every child (reverse start order); temporary specs are dropped."""
@@ -362,6 +387,7 @@ class _SupervisorBase(Actor):
             max_restarts=self.max_restarts,
             max_seconds=self.max_seconds,
         )
+        self._observe("shutdown", child.key, self.gave_up)
         self._shutdown_all()
         self.exit("shutdown")
 
@@ -410,6 +436,7 @@ class _SupervisorBase(Actor):
                 restarts=child.restarts,
                 restart=child.spec.restart,
             )
+            self._observe("child_restarted", child.key, child.restarts)
 
     def _retry_restart(self, keys: tuple[Any, ...]) -> None:
         group = [c for c in self._children if c.key in keys and c.ref is None]
@@ -496,6 +523,8 @@ class _SupervisorBase(Actor):
             reason=describe_reason(reason),
             restart=child.spec.restart,
         )
+        if self.observer is not None:
+            self._observe("child_terminated", child.key, describe_reason(reason))
         restart = child.spec.restart
         if restart == "temporary" or (restart == "transient" and is_normal(reason)):
             if restart == "temporary" or self.forget_stopped:
@@ -569,8 +598,9 @@ class Supervisor(_SupervisorBase):
         strategy: Strategy = "one_for_one",
         max_restarts: int = 3,
         max_seconds: float = 5.0,
+        observer: Observer | None = None,
     ) -> None:
-        super().__init__(max_restarts=max_restarts, max_seconds=max_seconds)
+        super().__init__(max_restarts=max_restarts, max_seconds=max_seconds, observer=observer)
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {sorted(STRATEGIES)}")
         self.strategy = strategy
@@ -592,8 +622,12 @@ class Supervisor(_SupervisorBase):
         max_restarts: int = 3,
         max_seconds: float = 5.0,
         name: str | None = None,
+        observer: Observer | None = None,
     ) -> ActorRef[Self]:
         """Start the supervisor and its children, in order; return its ref.
+
+        ``observer(event, supervisor, child_id, detail)``, if given, is told each
+        ``child_started`` / ``child_terminated`` / ``child_restarted`` / ``shutdown``.
 
         Raises:
             ValueError, TypeError: bad strategy, intensity, or duplicate child ids
@@ -608,6 +642,7 @@ class Supervisor(_SupervisorBase):
                 strategy=strategy,
                 max_restarts=max_restarts,
                 max_seconds=max_seconds,
+                observer=observer,
             )
 
     def on_start(self) -> None:

@@ -39,7 +39,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
-from dspex_actors.primitives import CircuitOpen, LMConnectionError, LMServerError, LMTimeout
+from dspex_actors.primitives import (
+    CircuitOpen,
+    LMConnectionError,
+    LMServerError,
+    LMTimeout,
+    telemetry,
+)
 
 __all__ = ["BreakerState", "CircuitBreaker", "counts_as_failure"]
 
@@ -131,6 +137,7 @@ class CircuitBreaker:
             and now - self._opened_at >= self.cooldown
         ):
             self._state = "half_open"
+            telemetry.breaker_state("open", "half_open")
             self._trial_started = None
         if (
             self._state == "half_open"
@@ -140,6 +147,7 @@ class CircuitBreaker:
             self._trial_started = None
 
     def _open(self, now: float) -> None:
+        telemetry.breaker_state(self._state, "open")
         self._state = "open"
         self._opened_at = now
         self._trial_started = None
@@ -163,6 +171,7 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Close the breaker now and forget its history (an operator's reset)."""
+        telemetry.breaker_state(self._state, "closed")
         self._state = "closed"
         self._failures = 0
         self._opened_at = None
@@ -216,6 +225,7 @@ class CircuitBreaker:
         if self._state == "half_open":
             self._calls.clear()  # a fresh window after recovery
             self._window_failures = 0
+        telemetry.breaker_state(self._state, "closed")
         self._state = "closed"
         self._failures = 0
         self._opened_at = None

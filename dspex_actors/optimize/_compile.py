@@ -81,7 +81,7 @@ from dspex_actors.optimize._plan import (
     WorkItem,
 )
 from dspex_actors.optimize._progress import Progress
-from dspex_actors.primitives import Example, logger
+from dspex_actors.primitives import Example, logger, telemetry
 from dspex_actors.runtime import call_result
 
 if TYPE_CHECKING:
@@ -314,6 +314,8 @@ class _JobRun:
             if state == "done":
                 self.progress.done = self.progress.total
             self.in_flight.clear()
+            # Published before ``finished`` is set: whoever waits on the job sees it after.
+            _publish_event(self, "finished", {"state": state, "duration_s": ended - self.started})
             self.finished.set()
         self.requests.cancel()
         release(self.config.checkpoint)
@@ -329,6 +331,23 @@ class _JobRun:
             error=None if error is None else describe_error(error),
         )
         return True
+
+
+def _publish_event(run: _JobRun, event: str, fields: dict[str, Any]) -> None:
+    """``("compile", event)`` on the system's bus: the job, its best score so far, ``fields``."""
+    config = run.config
+    telemetry.publish_from(
+        config.system.events,
+        ("compile", event),
+        lambda: {
+            "job": config.id,
+            "teleprompter": config.label,
+            "best_score": run.progress.best_score,
+            "done": run.progress.done,
+            "total": run.progress.total,
+            **fields,
+        },
+    )
 
 
 def _ring(actor_name: str) -> None:
@@ -400,6 +419,9 @@ class CompileJob(sv.Actor):
             restarts=self._gen - 1,
             checkpoint_entries=len(self._entries),
             trainset=len(config.trainset),
+        )
+        _publish_event(
+            run, "started", {"restarts": self._gen - 1, "trainset": len(config.trainset)}
         )
         self.actor_ref.tell(_Step())
 
@@ -502,6 +524,8 @@ class CompileJob(sv.Actor):
         run.checkpoint.put({k: self._entries[k] for k in unit.keys})
         for event, fields in unit.events:
             plan_event(run.config.id, event, fields)
+            # ("compile", "trial") for a MIPROv2 trial ("compile.trial" in the logs).
+            _publish_event(run, event.removeprefix("compile."), fields)
         self._publish(plan)
         if plan.done:
             run.outcome.candidates = plan.candidates

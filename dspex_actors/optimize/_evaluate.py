@@ -26,6 +26,7 @@ may be shared by threads.
 
 from __future__ import annotations
 
+import itertools
 import math
 import signal
 import threading
@@ -41,7 +42,7 @@ from dspex_actors.optimize._jsonable import RecordedError
 from dspex_actors.optimize._progress import Progress, notice
 from dspex_actors.optimize._results_file import ResultsFileError, ResultsWriter, Row, read_results
 from dspex_actors.optimize._scoring import Metric, Scored, ScoredRun, module_label
-from dspex_actors.primitives import Example, Prediction, logger
+from dspex_actors.primitives import EventBus, Example, Prediction, logger, telemetry
 from dspex_actors.runtime import call_result
 
 if TYPE_CHECKING:
@@ -172,6 +173,37 @@ class EvaluationResult(Prediction):
 # ------------------------------------------------------------------------ Evaluate
 
 
+_run_ids = itertools.count(1)
+
+
+def _publish_row(tally: _Tally, row: Row) -> None:
+    """``("evaluate", "example")`` and ``("evaluate", "progress")`` for a finished row."""
+    done = len(tally.rows)
+    telemetry.publish_from(
+        tally.bus,
+        ("evaluate", "example"),
+        lambda: {
+            "run": tally.run_id,
+            "program": tally.label,
+            "index": row.index,
+            "score": row.score,
+            "error": row.error,
+        },
+    )
+    telemetry.publish_from(
+        tally.bus,
+        ("evaluate", "progress"),
+        lambda: {
+            "run": tally.run_id,
+            "program": tally.label,
+            "done": done,
+            "total": tally.total,
+            "score": round(100.0 * tally.score_sum / done, 2) if done else 0.0,
+            "errors": tally.errors,
+        },
+    )
+
+
 @dataclass
 class _Tally:
     """An evaluation run so far (the calling thread): rows by devset index, sums, output."""
@@ -188,6 +220,9 @@ class _Tally:
     stopped: bool = False  # max_errors reached
     resumed: int = field(init=False)
     logged: set[str] = field(default_factory=set)  # metric error types already logged
+    bus: EventBus | None = None  # the system's event bus: ("evaluate", ...) events
+    total: int = 0  # examples in the devset
+    run_id: str = field(default_factory=lambda: f"eval-{next(_run_ids)}")
 
     def __post_init__(self) -> None:
         self.resumed = len(self.rows)
@@ -210,6 +245,8 @@ class _Tally:
             self.writer.write(row, quiet=stopping)
         if self.progress is not None and not stopping:
             self.progress.update(len(self.rows), self.postfix())
+        if self.bus is not None:
+            _publish_row(self, row)
 
     def postfix(self) -> str:
         done = len(self.rows)
@@ -323,6 +360,7 @@ class Evaluate:
         system = system_for(program, self.system)
         limit = system.request_timeout(self.timeout)
         tally = self._start(program, resume)
+        tally.bus, tally.total = system.events, len(self.devset)
         todo = [index for index in range(len(self.devset)) if index not in tally.rows]
         try:
             requests = system.fan_out(

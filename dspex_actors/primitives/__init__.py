@@ -4,6 +4,7 @@ Everything here is plain data, safe to share between threads, and imports nothin
 else of ``dspex_actors``.
 """
 
+from dspex_actors.primitives import _telemetry as telemetry
 from dspex_actors.primitives._console import LogStream, live_progress_bars
 from dspex_actors.primitives._errors import (
     AdapterParseError,
@@ -27,6 +28,7 @@ from dspex_actors.primitives._errors import (
     UnknownMessage,
     excerpt,
 )
+from dspex_actors.primitives._events import Event, EventBus, Subscription
 from dspex_actors.primitives._example import Completions, Example, Prediction
 from dspex_actors.primitives._log import logger
 from dspex_actors.primitives._messages import GetState, GetStats
@@ -36,6 +38,8 @@ __all__ = [
     "CircuitOpen",
     "Completions",
     "DeadlineExceeded",
+    "Event",
+    "EventBus",
     "Example",
     "GetState",
     "GetStats",
@@ -55,9 +59,11 @@ __all__ = [
     "LMUnavailable",
     "LogStream",
     "Prediction",
+    "Subscription",
     "SystemDown",
     "UnknownMessage",
     "excerpt",
     "live_progress_bars",
     "logger",
+    "telemetry",
 ]

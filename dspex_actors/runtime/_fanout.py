@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pykka
 
 import supervisors as sv
-from dspex_actors.primitives import DeadlineExceeded
+from dspex_actors.primitives import DeadlineExceeded, telemetry
 from dspex_actors.runtime._messages import Failed, Run
 from dspex_actors.runtime._program import Runtime
 
@@ -54,7 +54,7 @@ def start_program(
         sv.StartError, sv.SupervisorError, sv.NoProc: the program could not start.
     """
     # The Run request rides in the new actor's mailbox from birth.
-    run = Run(module, inputs, deadline)
+    run = Run(module, inputs, deadline, telemetry.current())
     return sv.start_child(
         programs, runtime.program_spec, in_caller=True, first_message=(run, reply)
     )

@@ -41,6 +41,8 @@ class Run:
     deadline: float
     stream: Any = None
     """A ``StreamSink`` when the caller streams (``dx.streamify``), else ``None``."""
+    span: Any = None
+    """The caller's telemetry span, if one runs in its thread (the program's parent)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,12 +61,14 @@ from dspex_actors.lm import (
 from dspex_actors.primitives import (
     AdapterParseError,
     DeadlineExceeded,
+    EventBus,
     LMBadRequest,
     LMConnectionError,
     LMError,
     Prediction,
     logger,
 )
+from dspex_actors.primitives import telemetry as _tm
 from dspex_actors.runtime._messages import Cancel, Completed, Failed, Perform, Run
 from dspex_actors.runtime._stream import (
     CREDITS,
@@ -110,6 +112,8 @@ class Runtime:
     admissions: AdmissionTable | None = None
     history: collections.deque[dict[str, Any]] | None = None
     """The system's bounded history of LM calls (``system.history()``), or ``None``."""
+    events: EventBus | None = None
+    """The system's event bus (telemetry spans are published there), or ``None``."""
     program_spec: sv.ChildSpec = field(init=False, repr=False, compare=False)
     """The child spec of every program actor of this runtime (the request itself
     travels in the :class:`Run` message), built once instead of per request."""
@@ -206,21 +210,25 @@ class IOWorker(sv.Actor):
         self._call_id = call_id
         #: Lets the program end the attempt from its own thread (cancel, deadline).
         self.abort = AttemptAbort()
+        self._span = _tm.worker_context()  # made in the program's thread: its span
 
     def on_receive(self, message: Any) -> Any:
         if not isinstance(message, Perform):
             return None
         started = time.monotonic()
+        span = _tm.lm_start(self._span, self._plan)
         try:
             completion = execute_plan(self._session, self._plan, self.abort)
         except LMError as exc:
             self._report(Outcome(ok=False, latency_s=time.monotonic() - started, error=exc))
+            _tm.lm_end(span, error=exc)
             raise
         # Bookkeeping first, the program's wake-up last: under the GIL, whatever this
         # thread does after waking the program delays the program. So the worker
         # ends first (no ExitSignal, no Down: the program needs only the result)
         # and hands over the completion as its very last act.
         self._report(Outcome(ok=True, latency_s=completion.latency_s, usage=completion.usage))
+        _tm.lm_end(span, completion)
         self.unlink(self._program)
         self.drop_monitors_of(self._program)
         program, done = self._program, Completed(self._call_id, completion)
@@ -284,6 +292,7 @@ class ProgramActor(sv.Actor):
         self._rng: random.Random | None = None  # made on the first retry (seeding costs)
         self._status = "starting"
         self.stream: StreamSink | None = None  # set by a streaming Run
+        self.span_parent: Any = None  # the caller's span (telemetry), from the Run
 
     # ------------------------------------------------------------------ running
 
@@ -295,6 +304,7 @@ class ProgramActor(sv.Actor):
                 message.deadline,
             )
             self.stream = message.stream
+            self.span_parent = message.span
             return self._run()
         if isinstance(message, sv.ExitSignal) and message.actor.actor_urn == self.parent_urn:
             self.exit(message.reason)  # our supervisor is gone: nothing runs unowned
@@ -305,6 +315,7 @@ class ProgramActor(sv.Actor):
         label = _module_label(self.module)
         logger.debug("request.start", program=label)
         _local.program = self
+        span = _tm.program_start(self, label)
         outcome: Any
         try:
             outcome = self.module.forward(**self.inputs)
@@ -314,8 +325,12 @@ class ProgramActor(sv.Actor):
         except LMError as exc:
             outcome = Failed(exc)
             status = type(exc).__name__
+        except BaseException as exc:
+            _tm.program_end(span, self, exc)
+            raise
         finally:
             _local.program = None
+        _tm.program_end(span, self, outcome)
         logger.debug(
             "request.stop",
             program=label,
@@ -452,6 +467,7 @@ class ProgramActor(sv.Actor):
             return completion, None
         key = self._key(lm, messages, overrides)
         cached = self._cache_get(key)
+        _tm.cache_lookup(lm_name, lm, cached)
         if cached is not None:
             try:
                 completion = Completion.from_dict(cached)
@@ -517,6 +533,7 @@ class ProgramActor(sv.Actor):
                 continue
             attempt += 1
             self.attempts += 1
+            _tm.note_attempt(lm_name, lm, attempt)
             if isinstance(go, Refused):
                 go.error.attempts = attempt
                 raise go.error
@@ -550,6 +567,7 @@ class ProgramActor(sv.Actor):
             error=type(error).__name__,
             delay_s=round(delay, 4),
         )
+        _tm.retry(lm_name, attempt, error, delay)
         return delay
 
     def _admit(
@@ -731,7 +749,7 @@ def run_in_program(
     deadline = time.monotonic() + timeout
     answer = sv.Reply()  # a one-slot queue: lighter than pykka's future on this hot path
     # The Run request rides in the new actor's mailbox from birth.
-    run = Run(module, inputs, deadline)
+    run = Run(module, inputs, deadline, _tm.current())
     ref = sv.start_child(
         programs, runtime.program_spec, in_caller=True, first_message=(run, answer)
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,7 +26,7 @@ import structlog
 import supervisors as sv
 from dspex_actors.cache import CacheActor, CacheConfig, ClearCache
 from dspex_actors.lm import LM, AdmissionTable, LMClient, LMCounters, RetryPolicy
-from dspex_actors.primitives import LogStream, SystemDown
+from dspex_actors.primitives import EventBus, LogStream, SystemDown, telemetry
 from dspex_actors.runtime._async import (
     SystemClosed,
     drain,
@@ -165,6 +166,7 @@ class ActorSystem:
         on_down: OnDown = "stay",
         down_backoff: sv.Backoff | None = None,
         history_size: int = DEFAULT_HISTORY_SIZE,
+        record_content: bool = False,
     ) -> None:
         if not isinstance(history_size, int) or history_size < 0:
             raise ValueError(f"history_size must be an int >= 0, got {history_size!r}")
@@ -185,6 +187,11 @@ class ActorSystem:
         self._programs_name = f"{name}.programs"
         self._teleprompters_name = f"{name}.teleprompters"
         self._services_name = f"{name}.services"
+        self._events_name = f"{name}.events"
+        self.events = EventBus(self._events_name, record_content=bool(record_content))
+        """The system's event bus: ``subscribe``, ``publish``, ``recording``
+        (``docs/observability.md``)."""
+        self._observer = telemetry.supervisor_observer(self.events)
         self._counters = {lm_name: LMCounters() for lm_name in self.lms}  # outlive restarts
         default = "default" if "default" in self.lms else next(iter(self.lms))
         self._admissions = AdmissionTable()  # each LM client publishes its admission here
@@ -197,6 +204,7 @@ class ActorSystem:
             default_lm=default,
             admissions=self._admissions,
             history=collections.deque(maxlen=history_size) if history_size else None,
+            events=self.events,
         )
         self._lm_refs = _LMRefs(self._lm_names, default)
         self._services: list[sv.ChildSpec] = []  # started again after a system restart
@@ -205,6 +213,7 @@ class ActorSystem:
         self._draining = False  # ashutdown's grace period: nothing new starts
         self._down: str | None = None
         self._system_restarts = 0
+        self._dashboards: list[Any] = []
         self.root = self._start_tree()
         backoff = down_backoff if down_backoff is not None else sv.Backoff(min_s=1.0, max_s=60.0)
         with sv.spawn_options(name=f"{name}.heart"):
@@ -235,6 +244,8 @@ class ActorSystem:
                 )
             )
         for id_, name, kwargs in (
+            # A handler that raises restarts its subscription actor: generous intensity.
+            ("events", self._events_name, {"max_restarts": 100, "max_seconds": 5}),
             ("services", self._services_name, {"max_restarts": 10, "max_seconds": 60}),
             ("teleprompters", self._teleprompters_name, {"max_restarts": 10, "max_seconds": 60}),
             ("programs", self._programs_name, {"max_children": self._max_programs}),
@@ -243,7 +254,7 @@ class ActorSystem:
                 sv.ChildSpec(
                     id=id_,
                     start=sv.DynamicSupervisor.start,
-                    kwargs={"name": name, **kwargs},
+                    kwargs={"name": name, "observer": self._observer, **kwargs},
                     type="supervisor",
                 )
             )
@@ -256,7 +267,9 @@ class ActorSystem:
             max_restarts=10,
             max_seconds=5.0,
             name=self.name,
+            observer=self._observer,
         )
+        self.events.respawn()  # after a restart of the tree: the subscriptions' actors again
         for spec in self._services:
             sv.start_child(self._services_name, spec)
         return root
@@ -642,6 +655,36 @@ class ActorSystem:
         """
         print_history(self.history(n), file=file)
 
+    def serve_dashboard(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        allow_control: bool = False,
+        history: int = 500,
+    ) -> str:
+        """Serve the live dashboard of this system; return its URL (``port=0``: any free one).
+
+        Read-only unless ``allow_control`` (a "kill" button per actor). Any ``host`` but
+        loopback needs ``token``. Runs in its own daemon thread until :meth:`shutdown`.
+        Needs the ``dashboard`` extra (Starlette, uvicorn); see docs/observability.md.
+
+        Raises:
+            ValueError: bad options, or a non-loopback host without a token.
+            ImportError: the ``dashboard`` extra is not installed.
+            RuntimeError: the system is shut down; the server could not listen.
+        """
+        self._check_open()
+        # The dashboard is a layer above the runtime: found by name, as a plug-in.
+        dashboard_module = importlib.import_module("dspex_actors.dashboard")
+        dashboard = dashboard_module.serve(
+            self, host=host, port=port, token=token, allow_control=allow_control, history=history
+        )
+        with self._tree_lock:
+            self._dashboards.append(dashboard)
+        return str(dashboard.url)
+
     def clear_cache(self) -> None:
         """Drop every cache entry (memory and file)."""
         self._check_open()
@@ -664,6 +707,9 @@ class ActorSystem:
             pass  # stopped from outside (pykka.ActorRegistry.stop_all): nothing to tell
         with self._tree_lock:
             self._closed = True
+            dashboards, self._dashboards = self._dashboards, []
+        for dashboard in dashboards:
+            dashboard.stop()
         with _systems_lock:
             if self in _systems:
                 _systems.remove(self)
@@ -725,6 +771,7 @@ def start(
     on_down: OnDown = "stay",
     down_backoff: sv.Backoff | None = None,
     history_size: int = DEFAULT_HISTORY_SIZE,
+    record_content: bool = False,
 ) -> ActorSystem:
     """Start an :class:`ActorSystem` and make it the current one.
 
@@ -741,6 +788,9 @@ def start(
     ``"restart"`` brings it back by itself after ``down_backoff`` (default
     ``sv.Backoff(min_s=1.0, max_s=60.0)``: 1 s, 2 s, 4 s... while it keeps failing),
     as Erlang's ``heart``; ``health()["system_restarts"]`` counts how often.
+
+    ``record_content=True`` lets telemetry events carry prompts, completions,
+    inputs and outputs (off by default, as in OpenTelemetry's GenAI conventions).
 
     Raises:
         ValueError: neither or both of ``lm`` and ``lms``; a bad ``on_down``.
@@ -760,6 +810,7 @@ def start(
             on_down=on_down,
             down_backoff=down_backoff,
             history_size=history_size,
+            record_content=record_content,
         )
     except sv.AlreadyStarted as exc:
         raise _NameTaken(exc.name, exc.holder, name) from None

@@ -243,3 +243,22 @@ def test_every_told_trial_is_recorded_once_through_the_one_trial_seam(
         t.as_json() for t in job.trials()
     ]
     assert recorded[-1][1]["best_score"] == job.status().best_score
+
+
+def test_every_trial_is_a_compile_trial_event_on_the_bus_and_charted_by_the_dashboard(
+    system: dx.ActorSystem,
+) -> None:
+    from dspex_actors.dashboard._state import DashboardState
+
+    with system.events.recording(("compile",)) as seen:
+        _, job = _compile(system, _optimizer(seed=3))
+    trials = [e for e in seen if e.topic == ("compile", "trial")]
+    assert [e.data["number"] for e in trials] == [t.number for t in job.trials()]
+    assert [e.data["score"] for e in trials] == [t.score for t in job.trials()]
+    assert all(e.data["job"] == job.id for e in trials)
+    state = DashboardState()
+    for event in seen:
+        state.on_event(event)
+    (charted,) = state.snapshot()["jobs"]
+    assert [row["score"] for row in charted["trials"]] == [t.score for t in job.trials()]
+    assert charted["trials"][0]["label"].startswith("trial ")
