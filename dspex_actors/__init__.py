@@ -57,6 +57,7 @@ from dspex_actors.signatures import (
 if TYPE_CHECKING:  # loaded on first use (see __getattr__): optimizers and the test server
     from dspex_actors import messages as messages
     from dspex_actors import testing as testing
+    from dspex_actors.distributed import RayBackend
     from dspex_actors.optimize import (
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
@@ -97,6 +98,7 @@ _LAZY = {
     ),
     "Fault": "dspex_actors.testing",
     "RuleBasedLMServer": "dspex_actors.testing",
+    "RayBackend": "dspex_actors.distributed",
 }
 _LAZY_MODULES = frozenset({"testing", "optimize", "messages"})
 
@@ -142,6 +144,7 @@ __all__ = [
     "Predict",
     "Prediction",
     "ProgramFileError",
+    "RayBackend",
     "RecordedError",
     "ResultsFileError",
     "RetryPolicy",
