@@ -83,6 +83,7 @@ class RayWorker:
         self._lock = threading.Lock()
         self._programs: collections.OrderedDict[str, Module] = collections.OrderedDict()
         self._running: dict[str, set[sv.FanOut[int]]] = {}
+        self._tasks = 0  # calls run here (ready() reports it)
         cache: CacheConfig | Literal[False] = (
             CacheConfig(**config.cache) if config.cache is not None else False
         )
@@ -95,10 +96,11 @@ class RayWorker:
         )
 
     def ready(self) -> dict[str, Any]:
-        """What this worker runs: its pid and, per LM, its rpm and whether it has a key."""
+        """What this worker runs: pid, calls run, and per LM its rpm and whether it has a key."""
         return {
             "worker": self.worker_id,
             "pid": os.getpid(),
+            "tasks": self._tasks,
             "lms": {
                 name: {"rpm": lm.rpm, "has_key": lm.api_key is not None}
                 for name, lm in self.system.lms.items()
@@ -132,6 +134,8 @@ class RayWorker:
         ``spec`` is ``[ObjectRef]`` of the program's JSON spec, fetched only when
         the program is not cached here.
         """
+        with self._lock:
+            self._tasks += 1
         try:
             known = key in self._programs
             program_spec = None

@@ -1,4 +1,4 @@
-"""One local Ray for the whole session (2 CPUs, no dashboard), started only if a test asks.
+"""One local Ray per test module (2 CPUs, no dashboard; one module uses it), started on demand.
 
 The API key of the test LMs is exported *before* ``ray.init``, so the Ray workers
 inherit it from their environment (the only way a key reaches them). Teardown
@@ -38,7 +38,7 @@ def _session_processes(session_dir: str) -> list[int]:
     return pids
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_session() -> Iterator[dict[str, Any]]:
     """A local Ray (``num_cpus=2``), shut down at the end; yields its session directory."""
     assert not ray.is_initialized()

@@ -280,3 +280,76 @@ def test_a_worker_that_keeps_dying_escalates_and_evaluate_returns_the_partial_re
         assert all(score == 1.0 for _, _, score in result.results)
         coordinator.actor_stopped.wait(10)
         assert not coordinator.is_alive()
+
+
+# ------------------------------------------------------------ compile
+
+
+def test_ray_compile_gives_the_local_program_for_the_same_seed(
+    system: dx.ActorSystem, backend: dx.RayBackend
+) -> None:
+    import ray
+
+    trainset, valset = capitals(6), capitals(10)[6:]
+
+    def compiled(**options: Any) -> dx.Module:
+        tp = dx.BootstrapFewShotWithRandomSearch(
+            metric=exact,
+            num_candidate_programs=3,
+            max_bootstrapped_demos=3,
+            max_labeled_demos=2,
+            seed=7,
+        )
+        job = system.compile(tp, student=QA(), trainset=trainset, valset=valset, **options)
+        return job.result(timeout=120, display_progress=False)
+
+    local = compiled()
+    on_ray = compiled(backend=backend)
+    assert on_ray.dump_state() == local.dump_state()
+    assert local.answer.demos  # the search picked a candidate with demos, not the zero-shot one
+    scores = [c["score"] for c in on_ray._candidate_programs]  # type: ignore[attr-defined]
+    assert scores == [c["score"] for c in local._candidate_programs]  # type: ignore[attr-defined]
+    infos = ray.get(
+        [w.handle.ready.remote() for w in coordinator_workers(system, backend)], timeout=30
+    )
+    assert sum(info["tasks"] for info in infos) >= 4 * 5  # the candidates' evaluations ran there
+
+
+def test_the_coordinator_watch_replaces_an_idle_worker_and_workers_share_the_rpm(
+    server: RuleBasedLMServer, backend: dx.RayBackend
+) -> None:
+    import ray
+
+    lm = dx.LM("openai/rule-based", api_base=server.api_base, api_key=KEY, rpm=600)
+    with dx.start(lm=lm, cache=False, configure_logs=False, name="ray-watch") as s:
+        coordinator = backend.coordinator(s)
+        assert "ray-watch.ray" in str(s.tree())  # the coordinator is in the system's tree
+        first = coordinator_workers(s, backend)
+        infos = ray.get([w.handle.ready.remote() for w in first], timeout=30)
+        assert [i["lms"]["default"]["rpm"] for i in infos] == [300.0, 300.0]
+        ray.kill(first[0].handle)
+        deadline = time.monotonic() + 30
+        while sv.get_state(coordinator)["replaced"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        state = sv.get_state(coordinator)
+        assert state["replaced"] == 1 and first[0].id not in state["workers"]
+        assert len(state["workers"]) == 2
+        result = dx.Evaluate(
+            devset=capitals(4), metric=contains, backend=backend, display_progress=False
+        )(QA())
+        assert result.score == 100.0 and not result.partial
+
+
+def test_max_errors_on_ray_stops_and_returns_the_partial_result(
+    system: dx.ActorSystem, backend: dx.RayBackend
+) -> None:
+    result = dx.Evaluate(
+        devset=capitals(30),
+        metric=picky,
+        max_errors=2,
+        max_concurrency=2,
+        backend=backend,
+        display_progress=False,
+    )(QA())
+    assert result.max_errors_reached and result.partial
+    assert result.errors == 2 and len(result.results) < 30
