@@ -101,6 +101,7 @@ class RayWorker:
             "worker": self.worker_id,
             "pid": os.getpid(),
             "tasks": self._tasks,
+            "running": sum(len(fans) for fans in self._running.values()),
             "lms": {
                 name: {"rpm": lm.rpm, "has_key": lm.api_key is not None}
                 for name, lm in self.system.lms.items()

@@ -42,3 +42,12 @@ def picky(example: dx.Example, prediction: Any, trace: Any = None) -> float:
 
 def contains(example: dx.Example, prediction: Any, trace: Any = None) -> bool:
     return example.answer in prediction.answer
+
+
+class FailFast(QA):
+    """Fails at once (no LM call) on the question ``"Which?"``; answers the others."""
+
+    def forward(self, question: str) -> Any:
+        if question == "Which?":
+            raise ValueError("no such capital")
+        return super().forward(question=question)

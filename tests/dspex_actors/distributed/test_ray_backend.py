@@ -26,7 +26,15 @@ from dspex_actors.distributed._coordinator import GetWorkers
 from dspex_actors.distributed._fanout import RayFanOut
 from dspex_actors.testing import RuleBasedLMServer
 from dspex_actors.testing._knowledge import DEFAULT_KNOWLEDGE
-from tests.dspex_actors.distributed._programs import POISON, QA, Doomed, contains, exact, picky
+from tests.dspex_actors.distributed._programs import (
+    POISON,
+    QA,
+    Doomed,
+    FailFast,
+    contains,
+    exact,
+    picky,
+)
 from tests.dspex_actors.distributed.conftest import KEY, KEY_VAR
 
 pytestmark = pytest.mark.ray
@@ -353,3 +361,30 @@ def test_max_errors_on_ray_stops_and_returns_the_partial_result(
     )(QA())
     assert result.max_errors_reached and result.partial
     assert result.errors == 2 and len(result.results) < 30
+
+
+def test_stopping_an_evaluation_cancels_its_requests_on_the_workers(
+    system: dx.ActorSystem, server: RuleBasedLMServer, backend: dx.RayBackend
+) -> None:
+    import ray
+
+    workers = coordinator_workers(system, backend)
+    server.latency = 5.0  # the first batch is still at the server when max_errors stops it
+    devset = [dx.Example(question="Which?", answer="x").with_inputs("question"), *capitals(12)]
+    started = time.monotonic()
+    result = dx.Evaluate(
+        devset=devset,
+        metric=contains,
+        max_errors=1,
+        max_concurrency=6,
+        backend=backend,
+        display_progress=False,
+        timeout=10,
+    )(FailFast())
+    assert result.max_errors_reached
+    deadline = time.monotonic() + 3.0
+    running = [1]
+    while any(running) and time.monotonic() < deadline:
+        running = [i["running"] for i in ray.get([w.handle.ready.remote() for w in workers])]
+    assert running == [0, 0]
+    assert time.monotonic() - started < 4.5  # cancelled, not waited for (latency 5 s)
