@@ -13,8 +13,8 @@ replaces the worker; every unfinished task of that worker is sent again to the
 workers now alive (finished items are never re-run). If the coordinator gives up,
 the items not finished are dropped (``Evaluate`` returns a partial result) or,
 with ``notify`` (a compile job), settled with the :class:`WorkersGaveUp` error.
-``cancel``/``close`` cancel the job's requests on every worker; ``close`` stops the
-pump thread (joined, with a timeout).
+``cancel``/``close`` cancel the job's requests on every worker and stop the pump
+thread (joined, with a timeout).
 """
 
 from __future__ import annotations
@@ -231,12 +231,16 @@ class RayFanOut(Generic[T]):
                 self._ray.cancel(ref)
             except Exception:
                 pass
-        self._kick.set()
+        self._stop_pump()
         return leftover
 
     def close(self) -> None:
-        """Cancel what still runs and stop the pump thread."""
+        """Cancel what still runs and stop the pump thread (as :meth:`cancel`)."""
         self.cancel()
+        self._stop_pump()
+
+    def _stop_pump(self) -> None:
+        """Stop the pump thread: nothing is left for it once cancelled (joined, 5 s at most)."""
         self._stopped.set()
         self._kick.set()
         if self._pump is not threading.current_thread():

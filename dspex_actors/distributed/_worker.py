@@ -96,11 +96,12 @@ class RayWorker:
         )
 
     def ready(self) -> dict[str, Any]:
-        """What this worker runs: pid, calls run, and per LM its rpm and whether it has a key."""
+        """What this worker runs: pid, calls run, CPU seconds, per LM its rpm and key presence."""
         return {
             "worker": self.worker_id,
             "pid": os.getpid(),
             "tasks": self._tasks,
+            "cpu_s": time.process_time(),
             "running": sum(len(fans) for fans in self._running.values()),
             "lms": {
                 name: {"rpm": lm.rpm, "has_key": lm.api_key is not None}
