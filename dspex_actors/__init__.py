@@ -88,6 +88,7 @@ if TYPE_CHECKING:  # loaded on first use (see __getattr__): optimizers and the t
     from dspex_actors import messages as messages
     from dspex_actors import otel as otel
     from dspex_actors import testing as testing
+    from dspex_actors.distributed import RayBackend
     from dspex_actors.optimize import (
         BootstrapFewShot,
         BootstrapFewShotWithRandomSearch,
@@ -134,6 +135,7 @@ _LAZY = {
     ),
     "Fault": "dspex_actors.testing",
     "RuleBasedLMServer": "dspex_actors.testing",
+    "RayBackend": "dspex_actors.distributed",
 }
 _LAZY_MODULES = frozenset({"testing", "optimize", "messages", "otel"})
 
@@ -190,6 +192,7 @@ __all__ = [
     "Predict",
     "Prediction",
     "ProgramFileError",
+    "RayBackend",
     "ReAct",
     "RecordedError",
     "ResultsFileError",

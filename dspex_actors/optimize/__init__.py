@@ -10,7 +10,8 @@ is an actor that checkpoints each unit of work and resumes after a crash. Module
 (with ``_results_file``).
 """
 
-from dspex_actors.optimize._bootstrap import BootstrapFewShot
+from dspex_actors.optimize._backend import LOCAL, Backend, LocalBackend, Stream
+from dspex_actors.optimize._bootstrap import BootstrapFewShot, TracedRun
 from dspex_actors.optimize._checkpoint import CheckpointError
 from dspex_actors.optimize._compile import Job, JobCancelled, JobStatus, start_job
 from dspex_actors.optimize._evaluate import Evaluate, EvaluationResult
@@ -18,12 +19,15 @@ from dspex_actors.optimize._jsonable import RecordedError
 from dspex_actors.optimize._labeled import LabeledFewShot
 from dspex_actors.optimize._mipro import MIPROv2, Trial
 from dspex_actors.optimize._mipro_settings import CostEstimate
-from dspex_actors.optimize._plan import CompileError
+from dspex_actors.optimize._plan import CompileError, TracedResult
 from dspex_actors.optimize._random_search import BootstrapFewShotWithRandomSearch
 from dspex_actors.optimize._results_file import ResultsFileError
+from dspex_actors.optimize._scoring import Scored, ScoredRun
 from dspex_actors.optimize._teleprompter import Teleprompter
 
 __all__ = [
+    "LOCAL",
+    "Backend",
     "BootstrapFewShot",
     "BootstrapFewShotWithRandomSearch",
     "CheckpointError",
@@ -35,10 +39,16 @@ __all__ = [
     "JobCancelled",
     "JobStatus",
     "LabeledFewShot",
+    "LocalBackend",
     "MIPROv2",
     "RecordedError",
     "ResultsFileError",
+    "Scored",
+    "ScoredRun",
+    "Stream",
     "Teleprompter",
+    "TracedResult",
+    "TracedRun",
     "Trial",
     "start_job",
 ]

@@ -47,6 +47,7 @@ example it scores fails the job with its exception.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import threading
@@ -62,6 +63,7 @@ import pykka
 import supervisors as sv
 from dspex_actors.modules import Module
 from dspex_actors.optimize._async import job_result_async
+from dspex_actors.optimize._backend import LOCAL, Backend, Stream
 from dspex_actors.optimize._checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -179,6 +181,7 @@ class _JobConfig:
     checkpoint: Checkpoint
     actor_name: str
     timeout: float
+    backend: Backend = LOCAL
 
     @property
     def label(self) -> str:
@@ -232,7 +235,7 @@ class _JobRun:
     still be finishing a handler).
     """
 
-    def __init__(self, config: _JobConfig, requests: sv.FanOut[WorkItem]) -> None:
+    def __init__(self, config: _JobConfig, requests: Stream[WorkItem]) -> None:
         self.config = config
         self.requests = requests
         self.lock = threading.Lock()
@@ -771,8 +774,12 @@ def start_job(
     teacher: Module | None = None,
     valset: Sequence[Example] | None = None,
     checkpoint_dir: str | Path | None = None,
+    backend: Backend | None = None,
 ) -> Job:
     """Start a compile job under ``system``'s ``teleprompters`` supervisor; return its handle.
+
+    ``backend``: where the job's LM requests run (default: program actors of this
+    process; ``dx.RayBackend`` runs them on Ray workers, docs/scale-out.md).
 
     Returns once the job actor started (it does its work in its own thread).
     ``student``/``teacher`` are copied: later changes to them do not affect the job.
@@ -785,6 +792,12 @@ def start_job(
     if system.closed:
         raise RuntimeError(f"actor system {system.name!r} is shut down")
     config = _configure(system, teleprompter, student, trainset, teacher, valset, checkpoint_dir)
+    if backend is not None:
+        metric = getattr(teleprompter, "metric", None)
+        for program in (config.student, config.teacher):
+            if program is not None:
+                backend.check(program, metric)
+        config = dataclasses.replace(config, backend=backend)
     try:
         return _start(config)
     except BaseException:
@@ -834,7 +847,8 @@ def _start(config: _JobConfig) -> Job:
     """Make the job's request fan-out and start its actor (running)."""
     system = config.system
     no_items: list[WorkItem] = []  # the plan's requests come later (``_dispatch``)
-    requests = system.fan_out(
+    requests = config.backend.fan_out(
+        system,
         no_items,
         WorkItem.call,
         max_concurrency=max(1, int(config.teleprompter.max_concurrency)),

@@ -37,6 +37,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import supervisors as sv
 from dspex_actors.optimize._async import evaluate_async
+from dspex_actors.optimize._backend import LOCAL, Backend, Stream
 from dspex_actors.optimize._examples import check_examples, example_inputs, input_hash
 from dspex_actors.optimize._jsonable import RecordedError
 from dspex_actors.optimize._progress import Progress, notice
@@ -328,6 +329,7 @@ class Evaluate:
         results_path: str | Path | None = None,
         timeout: float | None = None,
         system: ActorSystem | None = None,
+        backend: Backend | None = None,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
             raise TypeError(f"max_concurrency must be an int, got {max_concurrency!r}")
@@ -348,6 +350,7 @@ class Evaluate:
         self.results_path = Path(results_path) if results_path is not None else None
         self.timeout = timeout
         self.system = system
+        self.backend = backend
         self.progress_stream: IO[str] | None = None
         """Where the progress display and notices go (``None``: stderr); tests, notebooks."""
 
@@ -359,11 +362,14 @@ class Evaluate:
             raise ValueError("resume=True needs a results_path to resume from")
         system = system_for(program, self.system)
         limit = system.request_timeout(self.timeout)
+        backend = self.backend if self.backend is not None else LOCAL
+        backend.check(program, self.metric)
         tally = self._start(program, resume)
         tally.bus, tally.total = system.events, len(self.devset)
         todo = [index for index in range(len(self.devset)) if index not in tally.rows]
         try:
-            requests = system.fan_out(
+            requests = backend.fan_out(
+                system,
                 todo,
                 lambda index: self._call(program, index),
                 max_concurrency=self.max_concurrency,
@@ -426,9 +432,7 @@ class Evaluate:
         example = self.devset[index]
         return ScoredRun(program, self.metric, example), example_inputs(example)
 
-    def _collect(
-        self, requests: sv.FanOut[int], tally: _Tally, ctrl_c: _CtrlC, limit: float
-    ) -> None:
+    def _collect(self, requests: Stream[int], tally: _Tally, ctrl_c: _CtrlC, limit: float) -> None:
         """Running: keep each finished example until all are done, max_errors, or Ctrl-C."""
         while not ctrl_c.pressed:
             settled = requests.get(timeout=_POLL)
@@ -455,7 +459,7 @@ class Evaluate:
             error = TypeError(f"the evaluation request answered {result!r}")
         return Row(index, example, error, self.failure_score, True)
 
-    def _stop(self, requests: sv.FanOut[int], tally: _Tally, limit: float) -> None:
+    def _stop(self, requests: Stream[int], tally: _Tally, limit: float) -> None:
         """Teardown: kill what still runs, close the file and the progress display.
 
         After Ctrl-C, results that finished meanwhile are kept; after

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dspex_actors.modules import Module
+from dspex_actors.optimize._backend import Backend
 from dspex_actors.optimize._compile import Job, start_job
 from dspex_actors.optimize._examples import check_examples
 from dspex_actors.optimize._plan import CompilePlan, PlanContext
@@ -87,8 +88,11 @@ class Teleprompter:
         teacher: Module | None = None,
         valset: Sequence[Example] | None = None,
         checkpoint_dir: str | Path | None = None,
+        backend: Backend | None = None,
     ) -> Job:
         """Start compiling in ``system``; return the job's handle at once (``system.compile``).
+
+        ``backend``: where the LM requests run (``dx.RayBackend``: on a Ray cluster).
 
         See :func:`~dspex_actors.optimize.start_job` for what it checks and raises.
         """
@@ -100,6 +104,7 @@ class Teleprompter:
             teacher=teacher,
             valset=valset,
             checkpoint_dir=checkpoint_dir,
+            backend=backend,
         )
 
     def compile(

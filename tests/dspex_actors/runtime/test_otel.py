@@ -64,9 +64,9 @@ def test_a_retried_call_gives_two_chat_spans_under_the_same_program_span(
     program = next(s for s in spans if s.kind == SpanKind.INTERNAL)
     chats = sorted((s for s in spans if s.kind == SpanKind.CLIENT), key=lambda s: s.start_time or 0)
     assert len(chats) == 2
-    assert all(c.parent is not None and c.parent.span_id == program.context.span_id for c in chats), [
-        (s.name, s.kind, s.context.span_id, s.parent and s.parent.span_id) for s in spans
-    ]
+    assert all(
+        c.parent is not None and c.parent.span_id == program.context.span_id for c in chats
+    ), [(s.name, s.kind, s.context.span_id, s.parent and s.parent.span_id) for s in spans]
     assert chats[0].status.status_code == StatusCode.ERROR
     assert dict(chats[0].attributes or {})["error.type"] == "LMServerError"
     assert [dict(c.attributes or {})["attempt"] for c in chats] == [1, 2]
