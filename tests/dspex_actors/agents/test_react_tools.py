@@ -265,3 +265,41 @@ def test_an_async_def_tool_runs_in_its_worker(system: dx.ActorSystem) -> None:
     agent = dx.ReAct("question -> answer", tools=[fetch])
     pred = agent(question="fetch it")
     assert pred.trajectory["observation_0"] == "page of fetc"
+
+
+def test_an_agent_awaited_with_acall_awaits_its_async_tools_and_never_blocks_the_loop(
+    system: dx.ActorSystem,
+) -> None:
+    import asyncio
+
+    async def fetch(url: str) -> str:
+        """Fetch a page."""
+        await asyncio.sleep(0.01)
+        return f"page of {url[:4]}"
+
+    agent = dx.ReAct("question -> answer", tools=[fetch, add])
+
+    async def main() -> tuple[list[Any], int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        beat = asyncio.ensure_future(ticker())
+        preds = await asyncio.gather(
+            agent.acall(question="fetch it"),
+            agent.acall(question='Use add {"a": 2, "b": 40} please'),
+        )
+        beat.cancel()
+        return list(preds), ticks
+
+    (fetched, added), ticks = asyncio.run(main())
+    assert fetched.trajectory["tool_name_0"] == "fetch"
+    assert fetched.trajectory["observation_0"] == "page of fetc"
+    assert added.trajectory["observation_0"] == 42
+    assert added.answer == "42"
+    assert ticks > 0  # the loop kept running while the agents did
+    assert programs_running(system) == 0
