@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -70,8 +71,13 @@ def run_demo(
     api_key: str | None = None,
     out: TextIO = sys.stdout,
     latency: float = 0.0,
+    dashboard_port: int | None = None,
 ) -> int:
-    """Run the tour; return a process exit code (0 when every step behaved)."""
+    """Run the tour; return a process exit code (0 when every step behaved).
+
+    With ``dashboard_port`` (0: a free port) the demo system then stays alive and its
+    live dashboard is served on 127.0.0.1 until SIGINT or SIGTERM (needs the
+    ``dashboard`` extra); main thread only."""
     server: RuleBasedLMServer | None = None
     if api_base is None:
         server = RuleBasedLMServer(latency=latency).start()
@@ -89,6 +95,8 @@ def run_demo(
     try:
         for step in (_basics, _faults, _in_flight, _restart, _after):
             step(tour)
+        if dashboard_port is not None:
+            _serve_until_signalled(system, dashboard_port, out)
     except Exception as exc:
         out.write(f"demo failed: {type(exc).__name__}: {exc}\n")
         tour.problems += 1
@@ -218,6 +226,26 @@ Run LM programs on OTP-style supervision: a guided demo, or the rule-based test 
 """
 
 
+def _serve_until_signalled(system: Any, port: int, out: TextIO) -> None:
+    """Serve ``system``'s dashboard on 127.0.0.1:``port`` until SIGINT/SIGTERM."""
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        done.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        url = system.serve_dashboard("127.0.0.1", port)
+        _section(out, "dashboard")
+        out.write(f"dashboard at {url}  (the demo system stays up; Ctrl-C to stop)\n")
+        out.flush()
+        while not done.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _add_dashboard_command(commands: Any) -> None:
     """The ``dashboard`` subcommand's options."""
     board = commands.add_parser(
@@ -299,6 +327,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="added latency of the built-in rule server per request (default 0)",
     )
+    demo.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="after the tour, keep the demo system alive and serve its live dashboard "
+        "on 127.0.0.1 until Ctrl-C (needs the 'dashboard' extra)",
+    )
+    demo.add_argument(
+        "--port", type=int, default=8050, help="the dashboard's port (default 8050; 0: a free one)"
+    )
     _add_dashboard_command(commands)
     server = commands.add_parser(
         "serve-rules",
@@ -332,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model=args.model,
             api_key=os.environ.get("OPENAI_API_KEY"),
             latency=args.latency,
+            dashboard_port=args.port if args.dashboard else None,
         )
     if args.command == "dashboard":
         from dspex_actors.dashboard._cli import run_dashboard
