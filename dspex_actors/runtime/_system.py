@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import copy
 import importlib
+import importlib.util
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -677,6 +678,12 @@ class ActorSystem:
         """
         self._check_open()
         # The dashboard is a layer above the runtime: found by name, as a plug-in.
+        missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ImportError(
+                f"system.serve_dashboard needs the 'dashboard' extra ({', '.join(missing)} "
+                "not installed): pip install 'dspex-actors[dashboard]'"
+            )
         dashboard_module = importlib.import_module("dspex_actors.dashboard")
         dashboard = dashboard_module.serve(
             self, host=host, port=port, token=token, allow_control=allow_control, history=history

@@ -97,3 +97,22 @@ def test_the_dashboard_command_serves_a_live_system_until_stopped() -> None:
         stop.set()
         thread.join(20)
     assert done == [0] and not thread.is_alive()
+
+
+def test_without_the_dashboard_extra_serve_dashboard_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real(name, *a)
+    )
+    server = dx.RuleBasedLMServer().start()
+    try:
+        lm = dx.LM("openai/rule-based", api_base=server.api_base, api_key="x")
+        with dx.start(lm=lm, name="no-extra", configure_logs=False) as system:
+            with pytest.raises(ImportError, match=r"uvicorn.*dspex-actors\[dashboard\]"):
+                system.serve_dashboard()
+    finally:
+        server.stop()
