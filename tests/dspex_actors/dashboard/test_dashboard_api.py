@@ -111,8 +111,10 @@ def test_without_the_dashboard_extra_serve_dashboard_names_the_extra(
     server = dx.RuleBasedLMServer().start()
     try:
         lm = dx.LM("openai/rule-based", api_base=server.api_base, api_key="x")
-        with dx.start(lm=lm, name="no-extra", configure_logs=False) as system:
-            with pytest.raises(ImportError, match=r"uvicorn.*dspex-actors\[dashboard\]"):
-                system.serve_dashboard()
+        with (
+            dx.start(lm=lm, name="no-extra", configure_logs=False) as system,
+            pytest.raises(ImportError, match=r"uvicorn.*dspex-actors\[dashboard\]"),
+        ):
+            system.serve_dashboard()
     finally:
         server.stop()
