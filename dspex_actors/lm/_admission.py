@@ -51,6 +51,7 @@ class LMCounters:
         self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
         self.counts: collections.Counter[str] = collections.Counter()
         self.restarts = 0
+        self.starts = 0  # of the client, in any supervisor incarnation (restarts = starts - 1)
         self.warned_bad_outcome = False  # an Outcome with wrong-typed fields was logged
 
     def stats(self, model: str) -> dict[str, Any]:

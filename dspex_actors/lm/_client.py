@@ -59,7 +59,10 @@ class LMClient(Actor):
 
     def on_start(self) -> None:
         with self._counters.lock:
-            self._counters.restarts = self.restart_count  # known once started
+            # Counted here, not taken from restart_count: the client's own supervisor
+            # may itself be restarted (a crash storm), which starts that count afresh.
+            self._counters.starts += 1
+            self._counters.restarts = self._counters.starts - 1
         session = make_session(self.lm.pool_size, base_url=self.lm.chat_url)
         self._admission = Admission(
             self.lm_name, self.lm, session, self._counters, owner_stopped=self.actor_stopped
@@ -111,7 +114,7 @@ class LMClient(Actor):
             "model": self.lm.model,
             "api_base": self.lm.display_base,
             "breaker": admission.breaker_state() if admission is not None else "starting",
-            "restarts": self.restart_count,
+            "restarts": self._counters.restarts,
         }
 
     @staticmethod
@@ -123,7 +126,7 @@ class LMClient(Actor):
         admission = self._admission
         assert admission is not None
         out = admission.stats()
-        out["client_restarts"] = self.restart_count
+        out["client_restarts"] = self._counters.restarts
         return out
 
     def describe(self) -> str | None:

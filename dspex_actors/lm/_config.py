@@ -18,6 +18,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import supervisors as sv
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -226,6 +227,15 @@ class LM(BaseModel):
     :class:`LMQueueFull` / :class:`LMQueueTimeout`, so one slow provider cannot take
     the threads and the patience of the others.
 
+    Supervision (``docs/providers.md``, "crash storms"): each LM's client runs under
+    its own supervisor, allowing ``client_max_restarts`` (3) restarts in
+    ``client_max_seconds`` (5 s); each restart waits ``restart_backoff``
+    (``sv.Backoff()``: 0.1 s doubling to 10 s, 20 % jitter; ``None``: at once). One
+    crash too many and that supervisor gives up: the LM is *down* (its calls fail fast
+    with :class:`LMUnavailable`) until the system's root starts it again after
+    ``down_backoff`` (``sv.Backoff(min_s=1.0, max_s=60.0)``, doubling while it keeps
+    failing). Other LMs, the cache and running programs are not touched.
+
     Threading: frozen; ``extra`` is a private deep copy of what was passed (do not
     mutate it in place); share freely.
     Raises :class:`pydantic.ValidationError` (a ``ValueError``) on invalid values;
@@ -256,6 +266,10 @@ class LM(BaseModel):
     max_in_flight: int = Field(default=64, ge=1)
     max_queue: int = Field(default=1024, ge=0)
     queue_timeout: float = Field(default=10.0, gt=0.0)
+    restart_backoff: sv.Backoff | None = Field(default_factory=sv.Backoff)
+    client_max_restarts: int = Field(default=3, ge=0)
+    client_max_seconds: float = Field(default=5.0, gt=0.0)
+    down_backoff: sv.Backoff = Field(default_factory=lambda: sv.Backoff(min_s=1.0, max_s=60.0))
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def __init__(self, model: str | None = None, /, **data: Any) -> None:
@@ -302,6 +316,7 @@ class LM(BaseModel):
         "temperature",
         "rpm",
         "queue_timeout",
+        "client_max_seconds",
     )
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
@@ -336,6 +351,10 @@ class LM(BaseModel):
                 self.max_in_flight,
                 self.max_queue,
                 self.queue_timeout,
+                self.restart_backoff,
+                self.client_max_restarts,
+                self.client_max_seconds,
+                self.down_backoff,
                 json.dumps(self.extra, sort_keys=True),
             )
         )
