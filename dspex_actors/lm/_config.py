@@ -18,7 +18,6 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import supervisors as sv
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,6 +26,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+import supervisors as sv
 
 __all__ = [
     "DEFAULT_API_BASE",

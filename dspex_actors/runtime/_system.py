@@ -37,8 +37,8 @@ from dspex_actors.runtime._health import (
     stats_report,
 )
 from dspex_actors.runtime._heart import Heart, Watch
-from dspex_actors.runtime._lm_status import lm_supervisor_name
 from dspex_actors.runtime._history import print_history
+from dspex_actors.runtime._lm_status import lm_supervisor_name
 from dspex_actors.runtime._program import Runtime, run_in_program
 from dspex_actors.runtime._programs_tree import ProgramTree
 

@@ -78,6 +78,27 @@ def _storm(system: dx.ActorSystem, lm: str, stop: threading.Event) -> int:
     return kills
 
 
+def _start_callers() -> tuple[list[str], list[threading.Thread]]:
+    """CALLERS threads, each making CALLS_EACH calls to the default LM; their outcomes."""
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def caller(index: int) -> None:
+        for call in range(CALLS_EACH):
+            try:
+                pred = dx.Predict("question -> answer")(question=f"What is {index} + {call}?")
+                outcome = "ok" if str(index + call) in pred.answer else f"wrong: {pred}"
+            except Exception as exc:  # collected for the assert below
+                outcome = repr(exc)
+            with lock:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(CALLERS)]
+    for t in threads:
+        t.start()
+    return outcomes, threads
+
+
 def test_a_storm_in_one_lm_client_leaves_the_other_lm_the_cache_and_the_root_serving(
     servers: tuple[RuleBasedLMServer, RuleBasedLMServer],
 ) -> None:
@@ -90,25 +111,7 @@ def test_a_storm_in_one_lm_client_leaves_the_other_lm_the_cache_and_the_root_ser
         down_backoff=sv.Backoff(min_s=1.0, max_s=1.0, jitter=0.0),
     ) as system:
         assert "5" in dx.Predict("question -> answer", lm="flaky")(question="What is 2 + 3?").answer
-        outcomes: list[str] = []
-        lock = threading.Lock()
-        go = threading.Event()
-
-        def caller(index: int) -> None:
-            go.wait(5)
-            for call in range(CALLS_EACH):
-                try:
-                    pred = dx.Predict("question -> answer")(question=f"What is {index} + {call}?")
-                    outcome = "ok" if str(index + call) in pred.answer else f"wrong: {pred}"
-                except Exception as exc:  # collected for the assert below
-                    outcome = repr(exc)
-                with lock:
-                    outcomes.append(outcome)
-
-        threads = [threading.Thread(target=caller, args=(i,)) for i in range(CALLERS)]
-        for t in threads:
-            t.start()
-        go.set()
+        outcomes, threads = _start_callers()
         kills = _storm(system, "flaky", threading.Event())
         for t in threads:
             t.join(30)
