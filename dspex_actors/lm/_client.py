@@ -16,7 +16,16 @@ import supervisors as sv
 from dspex_actors.lm._admission import Admission, AdmissionTable, LMCounters
 from dspex_actors.lm._config import LM
 from dspex_actors.lm._http import make_session
-from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Reset, Wait
+from dspex_actors.lm._messages import (
+    BreakerDisable,
+    BreakerEnable,
+    Outcome,
+    Planned,
+    PlanRequest,
+    Refused,
+    Reset,
+    Wait,
+)
 from dspex_actors.primitives import GetState, GetStats, UnknownMessage, logger
 from supervisors import Actor
 
@@ -86,7 +95,7 @@ class LMClient(Actor):
         admission.session.close()
 
     #: What :meth:`on_receive` handles (named by :class:`UnknownMessage` otherwise).
-    ACCEPTS = (PlanRequest, Outcome, GetStats, GetState, Reset)
+    ACCEPTS = (PlanRequest, Outcome, GetStats, GetState, Reset, BreakerDisable, BreakerEnable)
 
     def on_receive(self, message: Any) -> Any:
         admission = self._admission
@@ -104,7 +113,16 @@ class LMClient(Actor):
             admission.reset_breaker()
             logger.info("lm.breaker_reset", lm=self.lm_name)
             return None
+        if isinstance(message, BreakerDisable | BreakerEnable):
+            return self._switch_breaker(admission, isinstance(message, BreakerEnable))
         return sv.Reject(UnknownMessage(f"LM client {self.lm_name!r}", message, self.ACCEPTS))
+
+    def _switch_breaker(self, admission: Admission, enable: bool) -> None:
+        if enable:
+            admission.enable_breaker()
+        else:
+            admission.disable_breaker()
+        logger.warning("lm.breaker_enabled" if enable else "lm.breaker_disabled", lm=self.lm_name)
 
     def state(self) -> dict[str, Any]:
         """What this client is: LM name, model, endpoint, breaker state, restarts."""

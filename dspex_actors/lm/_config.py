@@ -210,7 +210,12 @@ class LM(BaseModel):
     failed, once ``breaker_min_calls`` (50) were seen: a flaky upstream is left to
     retries, a dead one is cut off; ``breaker_mode="consecutive"`` opens it after
     ``breaker_threshold`` (5) failures in a row instead. It stays open
-    ``breaker_cooldown`` (10 s), then lets one trial through.
+    ``breaker_cooldown`` (10 s), then lets one trial through at a time;
+    ``breaker_success_threshold`` (1) successful trials in a row close it. Each failed
+    trial re-opens it for ``breaker_backoff`` (2) times longer, up to
+    ``breaker_max_cooldown`` (300 s), plus up to ``breaker_jitter`` (20 %) at random.
+    Operators tell ``BreakerDisable()`` / ``BreakerEnable()`` to the LM's client
+    (``docs/providers.md``, "Breaker operations").
     ``extra`` holds additional JSON-serialisable request body parameters (``top_p``,
     ``seed``, ``stop``...); credential/routing names, ``model``/``messages`` and
     ``stream`` (there is no streaming yet) are rejected there.
@@ -263,6 +268,10 @@ class LM(BaseModel):
     breaker_window: int = Field(default=100, ge=1)
     breaker_min_calls: int = Field(default=50, ge=1)
     breaker_cooldown: float = Field(default=10.0, ge=0.0)
+    breaker_backoff: float = Field(default=2.0, ge=1.0)
+    breaker_max_cooldown: float = Field(default=300.0, ge=0.0)
+    breaker_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    breaker_success_threshold: int = Field(default=1, ge=1)
     pool_size: int = Field(default=64, ge=1)
     max_in_flight: int = Field(default=64, ge=1)
     max_queue: int = Field(default=1024, ge=0)
@@ -314,6 +323,8 @@ class LM(BaseModel):
         "connect_timeout",
         "attempt_timeout",
         "breaker_cooldown",
+        "breaker_backoff",
+        "breaker_max_cooldown",
         "temperature",
         "rpm",
         "queue_timeout",
@@ -348,6 +359,10 @@ class LM(BaseModel):
                 self.breaker_window,
                 self.breaker_min_calls,
                 self.breaker_cooldown,
+                self.breaker_backoff,
+                self.breaker_max_cooldown,
+                self.breaker_jitter,
+                self.breaker_success_threshold,
                 self.pool_size,
                 self.max_in_flight,
                 self.max_queue,
