@@ -29,6 +29,8 @@ class TreeNode:
     replacement), ``"stopped"`` (spec kept, not running) or ``"dead"``.
     ``kind`` is ``"supervisor"``, ``"dynamic_supervisor"``, ``"task_supervisor"``
     or ``"worker"``. ``info`` is the actor's own one-line ``describe()``.
+    ``restart_in`` is, for a child waiting out its restart backoff, the seconds
+    until it starts again (``None`` otherwise).
     A ``TreeNode`` prints as the drawn tree, so a REPL shows it readably.
     """
 
@@ -44,6 +46,7 @@ class TreeNode:
     info: str | None = None
     dynamic_child: bool = False
     children: list[TreeNode] = field(default_factory=list)
+    restart_in: float | None = None
 
     def __repr__(self) -> str:
         return format_tree(self)
@@ -97,6 +100,7 @@ def _node_for(
             node.strategy = actor.strategy
         node.intensity = (actor.restarts_in_window(), actor.max_restarts, actor.max_seconds)
         if depth < 64:
+            pending = actor.pending_restarts()
             for c_key, spec, c_ref, c_actor, c_state, c_restarts in actor.snapshot():
                 c_class = type(c_actor).__name__ if c_actor is not None else _spec_class(spec.start)
                 shown = "alive" if c_state == "running" else c_state
@@ -115,6 +119,7 @@ def _node_for(
                         depth + 1,
                     )
                 )
+                node.children[-1].restart_in = pending.get(c_key)
     return node
 
 
@@ -215,6 +220,8 @@ def _child_cols(node: TreeNode) -> list[str]:
         detail = node.state
         if not node.dynamic_child or node.restarts:
             detail += f"  restarts={node.restarts}"
+        if node.restart_in is not None:
+            detail += f"  backoff: starts in {node.restart_in:.2f}s"
     if node.info and node.kind == "worker":
         detail += f"  {node.info}"
     cols.append(detail)

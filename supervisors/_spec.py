@@ -9,6 +9,8 @@ from typing import Any, Literal, NamedTuple
 
 from pykka import ActorRef
 
+from supervisors._backoff import Backoff
+
 __all__ = ["ChildCounts", "ChildInfo", "ChildSpec", "Restart", "Shutdown", "Strategy"]
 
 Restart = Literal["permanent", "transient", "temporary"]
@@ -43,6 +45,12 @@ class ChildSpec:
     * ``type`` -- ``"worker"`` (default) or ``"supervisor"``.
     * ``name`` -- optional registered name, bound before the child's ``on_start``
       runs and re-bound to each replacement after a restart.
+    * ``backoff`` -- an optional :class:`Backoff`: each restart waits
+      ``min(max_s, min_s * 2**n) * (1 + U * jitter)`` first (``n`` consecutive
+      restarts so far, reset after ``reset_after_s`` up), scheduled by a timer
+      message to the supervisor, which keeps serving its mailbox meanwhile. While
+      the child waits its name is unbound (asks through it raise ``NoProc`` at once).
+      Restarts still count against the intensity. ``None`` (default): at once, as OTP.
 
     Raises ``ValueError``/``TypeError`` at construction for bad values.
     """
@@ -55,6 +63,7 @@ class ChildSpec:
     shutdown: Shutdown | None = None
     type: ChildType = "worker"
     name: str | None = None
+    backoff: Backoff | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.start):
@@ -91,6 +100,10 @@ class ChildSpec:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise TypeError(
                 f"child {self.id!r}: name must be a non-empty string, got {self.name!r}"
+            )
+        if self.backoff is not None and not isinstance(self.backoff, Backoff):
+            raise TypeError(
+                f"child {self.id!r}: backoff must be an sv.Backoff or None, got {self.backoff!r}"
             )
         if not isinstance(self.args, tuple):
             object.__setattr__(self, "args", tuple(self.args))

@@ -12,6 +12,7 @@ supervisor.
 from __future__ import annotations
 
 import collections
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +35,7 @@ from supervisors._log import describe_reason, logger, safe_repr
 from supervisors._messages import ExitSignal, Reason, is_normal
 from supervisors._reply import ask as fast_ask
 from supervisors._spec import STRATEGIES, ChildCounts, ChildInfo, ChildSpec, Strategy
+from supervisors._timer import TimerHandle, call_later
 
 Observer = Callable[[str, str, Any, Any], None]
 """A supervisor's observer: ``(event, supervisor label, child id, detail)``; see
@@ -65,6 +67,12 @@ class _Child:
     actor: Actor | None = None
     state: ChildState = "stopped"
     restarts: int = 0
+    started_at: float = 0.0
+    backoff_n: int = 0
+    """Consecutive restarts so far, for the spec's backoff (reset after a quiet period)."""
+    restart_at: float | None = None
+    """When its delayed (backoff) restart is due (monotonic), or ``None``."""
+    timer: TimerHandle | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,9 @@ class _Err:
 @dataclass(frozen=True)
 class _RetryRestart:
     keys: tuple[Any, ...]
+    count: bool = True
+    """Count this attempt against the intensity (``False``: the restart was counted
+    when it was decided, and only its backoff delay has passed)."""
 
 
 class _SupervisorBase(Actor):
@@ -118,6 +129,7 @@ class _SupervisorBase(Actor):
         self._by_urn: dict[str, _Child] = {}
         self._children_lock = threading.Lock()
         self._restart_times: collections.deque[float] = collections.deque()
+        self._rng = random.Random()
         self.total_restarts = 0
         self.gave_up: str | None = None
         """Why this supervisor gave up (reached its restart intensity), or ``None``.
@@ -167,6 +179,7 @@ class _SupervisorBase(Actor):
             raise StartError(f"child {child.spec.id!r}", exc) from exc
         with self._children_lock:
             child.ref, child.actor, child.state = ref, actor, "running"
+            child.started_at, child.restart_at, child.timer = time.monotonic(), None, None
             self._by_urn[ref.actor_urn] = child
         logger.log(
             self.progress_level,
@@ -285,6 +298,7 @@ class _SupervisorBase(Actor):
         stopping: list[tuple[_Child, Actor, float | None]] = []
         for child in children:
             if child.ref is None:
+                self._cancel_pending(child)
                 continue
             _ref, actor = self._detach(child)
             if actor is None:
@@ -398,7 +412,68 @@ class _SupervisorBase(Actor):
             return
         child.restarts += 1
         to_start = self._victims(child)
-        self._start_in_order(to_start)
+        delay = self._backoff_delay(child, time.monotonic() - child.started_at)
+        if delay is None:
+            self._start_in_order(to_start)
+        else:
+            keys = tuple(c.key for c in to_start)
+            self._schedule(to_start, child, delay, _RetryRestart(keys, count=False))
+
+    def _backoff_delay(self, child: _Child, up_for: float) -> float | None:
+        """The wait before ``child``'s next restart (its spec's backoff), or ``None``."""
+        backoff = child.spec.backoff
+        if backoff is None:
+            return None
+        if up_for >= backoff.reset_after_s:
+            child.backoff_n = 0
+        delay = backoff.delay(child.backoff_n, self._rng)
+        child.backoff_n += 1
+        return delay
+
+    def _schedule(
+        self, group: list[_Child], child: _Child, delay: float, message: _RetryRestart
+    ) -> None:
+        """Restart ``group`` in ``delay`` s: a timer tells this supervisor (no sleep here)."""
+        due = time.monotonic() + delay
+        ref = self.actor_ref
+
+        def wake() -> None:
+            try:
+                ref.tell(message)
+            except ActorDeadError:
+                pass  # the supervisor ended meanwhile: nothing to restart
+
+        timer = call_later(delay, wake)
+        with self._children_lock:
+            for member in group:
+                member.state, member.restart_at, member.timer = "restarting", due, timer
+        logger.info(
+            "child_restart_delayed",
+            supervisor=self.label(),
+            child_id=child.key,
+            delay_s=round(delay, 4),
+            attempt=child.backoff_n,
+            restart=child.spec.restart,
+        )
+
+    def _cancel_pending(self, child: _Child) -> None:
+        """Forget ``child``'s delayed restart, if any (it was terminated or started by hand)."""
+        timer = child.timer
+        child.timer, child.restart_at = None, None
+        if timer is not None and not any(c.timer is timer for c in self._children):
+            timer.cancel()  # not shared with the rest of a group that still waits
+        if child.state == "restarting":
+            child.state = "stopped"
+
+    def pending_restarts(self) -> dict[Any, float]:
+        """Children waiting out a backoff: key -> seconds until their restart. Any thread."""
+        now = time.monotonic()
+        with self._children_lock:
+            return {
+                c.key: max(0.0, c.restart_at - now)
+                for c in self._children
+                if c.restart_at is not None and c.ref is None
+            }
 
     def _victims(self, child: _Child) -> list[_Child]:
         """Children to (re)start after ``child`` failed; stops the others the strategy names."""
@@ -426,8 +501,14 @@ class _SupervisorBase(Actor):
                 self._start_child_record(child)
             except StartError:
                 # OTP: try again later; every attempt counts against the intensity.
-                keys = tuple(c.key for c in children[position:])
-                self.actor_ref.tell(_RetryRestart(keys))
+                # With a backoff, "later" is the next delay, not the next message.
+                rest = children[position:]
+                retry = _RetryRestart(tuple(c.key for c in rest))
+                delay = self._backoff_delay(child, 0.0)
+                if delay is None:
+                    self.actor_ref.tell(retry)
+                else:
+                    self._schedule(rest, child, delay, retry)
                 return
             logger.info(
                 "child_restarted",
@@ -438,11 +519,16 @@ class _SupervisorBase(Actor):
             )
             self._observe("child_restarted", child.key, child.restarts)
 
-    def _retry_restart(self, keys: tuple[Any, ...]) -> None:
-        group = [c for c in self._children if c.key in keys and c.ref is None]
+    def _retry_restart(self, message: _RetryRestart) -> None:
+        keys = message.keys
+        group = [
+            c for c in self._children if c.key in keys and c.ref is None and c.state == "restarting"
+        ]
         if not group:
-            return
-        if not self._add_restart():
+            return  # terminated, or started by hand, while it waited
+        for child in group:
+            child.timer, child.restart_at = None, None
+        if message.count and not self._add_restart():
             self._escalate(group[0], "start_error")
             return
         self._start_in_order(group)
@@ -493,7 +579,7 @@ class _SupervisorBase(Actor):
             except (SupervisorError, StartError, ValueError, TypeError, NoProc) as exc:
                 return _Err(exc)
         if isinstance(message, _RetryRestart):
-            self._retry_restart(message.keys)
+            self._retry_restart(message)
             return None
         logger.warning("unexpected_message", supervisor=self.label(), message=safe_repr(message))
         return None
@@ -691,6 +777,7 @@ class Supervisor(_SupervisorBase):
         child = self._find(key)
         if child.ref is not None:
             raise SupervisorError(f"{self.label()}: child {key!r} is running")
+        self._cancel_pending(child)  # started by hand: its delayed restart is moot
         return self._start_child_record(child)
 
     def _call_delete_child(self, key: Any) -> None:

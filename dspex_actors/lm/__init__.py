@@ -21,7 +21,16 @@ from dspex_actors.lm._http import (
     make_session,
     stream_plan,
 )
-from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Reset, Wait
+from dspex_actors.lm._messages import (
+    BreakerDisable,
+    BreakerEnable,
+    Outcome,
+    Planned,
+    PlanRequest,
+    Refused,
+    Reset,
+    Wait,
+)
 from dspex_actors.lm._ratelimit import TokenBucket
 from dspex_actors.lm._retry import RetryPolicy
 from dspex_actors.lm._sse import SSEEvent, SSEParser
@@ -34,6 +43,8 @@ __all__ = [
     "Admission",
     "AdmissionTable",
     "AttemptAbort",
+    "BreakerDisable",
+    "BreakerEnable",
     "Bulkhead",
     "CircuitBreaker",
     "Completion",

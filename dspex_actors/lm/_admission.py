@@ -51,6 +51,8 @@ class LMCounters:
         self.latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
         self.counts: collections.Counter[str] = collections.Counter()
         self.restarts = 0
+        self.breaker_disabled = False  # BreakerDisable told, no BreakerEnable since
+        self.starts = 0  # of the client, in any supervisor incarnation (restarts = starts - 1)
         self.warned_bad_outcome = False  # an Outcome with wrong-typed fields was logged
 
     def stats(self, model: str) -> dict[str, Any]:
@@ -163,7 +165,13 @@ class Admission:
             window=lm.breaker_window,
             min_calls=min(lm.breaker_min_calls, lm.breaker_window),
             failure_rate=lm.breaker_failure_rate,
+            success_threshold=lm.breaker_success_threshold,
+            backoff=lm.breaker_backoff,
+            max_cooldown=max(lm.breaker_max_cooldown, lm.breaker_cooldown),
+            jitter=lm.breaker_jitter,
         )
+        if self.counters.breaker_disabled:
+            self._breaker.disable()  # an operator's switch outlives a restart of the client
         self.bulkhead = Bulkhead(lm.label, lm.max_in_flight, lm.max_queue, lm.queue_timeout)
         """This LM's own bulkhead (a restarted client brings a fresh one; slots held
         across the restart are given back to the old one)."""
@@ -260,13 +268,26 @@ class Admission:
                 error=type(outcome.error).__name__,
             )
 
+    def disable_breaker(self) -> None:
+        """Refuse every attempt with ``CircuitOpen`` until :meth:`enable_breaker` (an
+        operator's ``BreakerDisable``); kept across restarts of the client."""
+        with self._lock:
+            self.counters.breaker_disabled = True
+            self._breaker.disable()
+
+    def enable_breaker(self) -> None:
+        """Undo :meth:`disable_breaker`: the breaker is closed again, history forgotten."""
+        with self._lock:
+            self.counters.breaker_disabled = False
+            self._breaker.enable()
+
     def reset_breaker(self) -> None:
         """Close the breaker now, its history forgotten (an operator's ``Reset``)."""
         with self._lock:
             self._breaker.reset()
 
     def breaker_state(self) -> str:
-        """``"closed"``, ``"open"`` or ``"half_open"``."""
+        """``"closed"``, ``"open"``, ``"half_open"`` or ``"disabled"``."""
         with self._lock:
             return self._breaker.state
 

@@ -10,8 +10,15 @@ States:
 - ``"open"``: :meth:`CircuitBreaker.before_request` raises :class:`CircuitOpen`
   (no I/O) until ``cooldown`` seconds have passed since it opened.
 - ``"half_open"``: exactly one trial request is let through at a time; the others get
-  :class:`CircuitOpen`. The trial's success closes the breaker, a counted failure
-  re-opens it for another ``cooldown``.
+  :class:`CircuitOpen`. ``success_threshold`` (default 1) trials in a row that succeed
+  close the breaker; a counted failure re-opens it, for a longer cooldown: the
+  ``n``-th re-opening in a row (``n >= 1``) waits ``min(max_cooldown, cooldown *
+  backoff**n) * (1 + U * jitter)`` (Akka's exponential reset timeout with its random
+  factor; ``backoff=1``, ``jitter=0`` keep it fixed). The first opening waits exactly
+  ``cooldown``. Closing starts ``n`` again from 0.
+- ``"disabled"``: an operator turned it off (fuse's ``circuit_disable``): every
+  request gets :class:`CircuitOpen` until :meth:`CircuitBreaker.enable`, which closes
+  it with its history forgotten.
 
 Which failures count: only :class:`LMServerError` (5xx, malformed 2xx body),
 :class:`LMTimeout` and :class:`LMConnectionError`, i.e. evidence that the endpoint is
@@ -34,6 +41,7 @@ Threading: not thread-safe; used under the lock of the LM's
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -49,7 +57,7 @@ from dspex_actors.primitives import (
 
 __all__ = ["BreakerState", "CircuitBreaker", "counts_as_failure"]
 
-BreakerState = Literal["closed", "open", "half_open"]
+BreakerState = Literal["closed", "open", "half_open", "disabled"]
 BreakerMode = Literal["rate", "consecutive"]
 
 #: Defaults of the rate mode: >= 50% failures over the last 100 counted calls, once at
@@ -80,6 +88,10 @@ class CircuitBreaker:
     it. Either way it stays open for ``cooldown`` (>= 0) seconds. ``clock`` returns
     monotonic seconds. ``trial_timeout`` (> 0) bounds how long a half-open trial may
     hold its slot without reporting; set it to at least the request timeout.
+    ``success_threshold`` (>= 1) half-open successes in a row close it; ``backoff``
+    (>= 1), ``max_cooldown`` (>= cooldown, ``None``: no cap but ``cooldown`` itself when
+    ``backoff`` is 1) and ``jitter`` (0..1) grow the cooldown after each failed
+    half-open trial; ``rng`` draws the jitter.
 
     Raises ``ValueError`` for invalid parameters.
     """
@@ -95,6 +107,11 @@ class CircuitBreaker:
         window: int = DEFAULT_WINDOW,
         min_calls: int = DEFAULT_MIN_CALLS,
         failure_rate: float = DEFAULT_FAILURE_RATE,
+        success_threshold: int = 1,
+        backoff: float = 1.0,
+        max_cooldown: float | None = None,
+        jitter: float = 0.0,
+        rng: random.Random | None = None,
     ) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
             raise ValueError(f"threshold must be an int >= 1, got {threshold!r}")
@@ -118,8 +135,18 @@ class CircuitBreaker:
             raise ValueError(f"cooldown must be >= 0, got {cooldown}")
         if not math.isfinite(trial_timeout) or trial_timeout <= 0:
             raise ValueError(f"trial_timeout must be > 0, got {trial_timeout}")
+        self._check_growth(success_threshold, backoff, max_cooldown, jitter, cooldown)
+        self.success_threshold = success_threshold
+        self.backoff = float(backoff)
+        self.max_cooldown = float(max_cooldown) if max_cooldown is not None else None
+        self.jitter = float(jitter)
+        self._rng = rng or random.Random()
+        self._reopened = 0  # re-openings in a row (failed half-open trials)
+        self._half_open_successes = 0
+        self._disabled = False
         self.threshold = threshold
         self.cooldown = float(cooldown)
+        self._current_cooldown = float(cooldown)
         self.trial_timeout = float(trial_timeout)
         self._clock = clock
         self._state: BreakerState = "closed"
@@ -130,15 +157,45 @@ class CircuitBreaker:
         self._rejected = 0
         self._why_opened = "failures"
 
+    @staticmethod
+    def _check_growth(
+        success_threshold: int,
+        backoff: float,
+        max_cooldown: float | None,
+        jitter: float,
+        cooldown: float,
+    ) -> None:
+        if isinstance(success_threshold, bool) or not isinstance(success_threshold, int):
+            raise ValueError(f"success_threshold must be an int, got {success_threshold!r}")
+        if success_threshold < 1:
+            raise ValueError(f"success_threshold must be >= 1, got {success_threshold}")
+        if not (math.isfinite(backoff) and backoff >= 1):
+            raise ValueError(f"backoff must be a finite number >= 1, got {backoff}")
+        if max_cooldown is not None and not (
+            math.isfinite(max_cooldown) and max_cooldown >= cooldown
+        ):
+            raise ValueError(f"max_cooldown must be >= cooldown ({cooldown}), got {max_cooldown}")
+        if not (math.isfinite(jitter) and 0 <= jitter <= 1):
+            raise ValueError(f"jitter must be in [0, 1], got {jitter}")
+
+    def _next_cooldown(self) -> float:
+        """This opening's cooldown: grown by ``backoff`` per failed trial, capped, jittered."""
+        if self._reopened == 0:
+            return self.cooldown
+        grown = self.cooldown * self.backoff ** min(self._reopened, 64)
+        cap = self.max_cooldown if self.max_cooldown is not None else grown
+        return min(cap, grown) * (1.0 + self._rng.random() * self.jitter)
+
     def _refresh(self, now: float) -> None:
         if (
             self._state == "open"
             and self._opened_at is not None
-            and now - self._opened_at >= self.cooldown
+            and now - self._opened_at >= self._current_cooldown
         ):
             self._state = "half_open"
             telemetry.breaker_state("open", "half_open")
             self._trial_started = None
+            self._half_open_successes = 0
         if (
             self._state == "half_open"
             and self._trial_started is not None
@@ -148,6 +205,11 @@ class CircuitBreaker:
 
     def _open(self, now: float) -> None:
         telemetry.breaker_state(self._state, "open")
+        if self._state == "half_open":
+            self._reopened += 1
+        else:
+            self._reopened = 0
+        self._current_cooldown = self._next_cooldown()
         self._state = "open"
         self._opened_at = now
         self._trial_started = None
@@ -169,9 +231,28 @@ class CircuitBreaker:
         seen = len(self._calls)
         return seen >= self.min_calls and self._window_failures >= self.failure_rate * seen
 
+    def disable(self) -> None:
+        """Turn the breaker off (an operator's ``BreakerDisable``): refuse every request
+        with :class:`CircuitOpen` until :meth:`enable`. Idempotent."""
+        self._disabled = True
+
+    def enable(self) -> None:
+        """Undo :meth:`disable`: the breaker is closed, its history forgotten. Idempotent."""
+        if self._disabled:
+            self._disabled = False
+            self.reset()
+
+    @property
+    def disabled(self) -> bool:
+        """Whether an operator disabled the breaker."""
+        return self._disabled
+
     def reset(self) -> None:
         """Close the breaker now and forget its history (an operator's reset)."""
         telemetry.breaker_state(self._state, "closed")
+        self._reopened = 0
+        self._half_open_successes = 0
+        self._current_cooldown = self.cooldown
         self._state = "closed"
         self._failures = 0
         self._opened_at = None
@@ -181,8 +262,10 @@ class CircuitBreaker:
 
     @property
     def state(self) -> BreakerState:
-        """``"closed"``, ``"open"`` or ``"half_open"`` (open turns half-open once the
-        cooldown has passed, even before the next request)."""
+        """``"closed"``, ``"open"``, ``"half_open"`` (open turns half-open once the
+        cooldown has passed, even before the next request) or ``"disabled"``."""
+        if self._disabled:
+            return "disabled"
         self._refresh(self._clock())
         return self._state
 
@@ -191,7 +274,7 @@ class CircuitBreaker:
         now = self._clock()
         self._refresh(now)
         if self._state == "open" and self._opened_at is not None:
-            return max(0.0, self._opened_at + self.cooldown - now)
+            return max(0.0, self._opened_at + self._current_cooldown - now)
         if self._state == "half_open" and self._trial_started is not None:
             return max(0.0, self._trial_started + self.trial_timeout - now)
         return 0.0
@@ -203,6 +286,12 @@ class CircuitBreaker:
         :class:`CircuitOpen` with ``retry_after`` (seconds until the cooldown ends,
         or in half-open until the running trial's slot would time out) otherwise.
         """
+        if self._disabled:
+            self._rejected += 1
+            raise CircuitOpen(
+                "circuit disabled by an operator (tell BreakerEnable() to resume)",
+                retry_after=0.0,
+            )
         now = self._clock()
         self._refresh(now)
         if self._state == "closed":
@@ -223,8 +312,14 @@ class CircuitBreaker:
         if self._state == "open":
             return
         if self._state == "half_open":
+            self._half_open_successes += 1
+            if self._half_open_successes < self.success_threshold:
+                self._trial_started = None  # the next trial may go
+                return
             self._calls.clear()  # a fresh window after recovery
             self._window_failures = 0
+            self._reopened = 0
+            self._current_cooldown = self.cooldown
         telemetry.breaker_state(self._state, "closed")
         self._state = "closed"
         self._failures = 0
@@ -274,6 +369,12 @@ class CircuitBreaker:
             "window_failures": self._window_failures,
             "failure_rate": self.failure_rate,
             "cooldown": self.cooldown,
+            "current_cooldown": round(self._current_cooldown, 3),
+            "max_cooldown": self.max_cooldown,
+            "reopened": self._reopened,
+            "half_open_successes": self._half_open_successes,
+            "success_threshold": self.success_threshold,
+            "disabled": self._disabled,
             "retry_after": self.retry_after(),
             "trial_in_flight": self._trial_started is not None,
             "times_opened": self._times_opened,

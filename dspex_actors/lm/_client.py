@@ -16,7 +16,16 @@ import supervisors as sv
 from dspex_actors.lm._admission import Admission, AdmissionTable, LMCounters
 from dspex_actors.lm._config import LM
 from dspex_actors.lm._http import make_session
-from dspex_actors.lm._messages import Outcome, Planned, PlanRequest, Refused, Reset, Wait
+from dspex_actors.lm._messages import (
+    BreakerDisable,
+    BreakerEnable,
+    Outcome,
+    Planned,
+    PlanRequest,
+    Refused,
+    Reset,
+    Wait,
+)
 from dspex_actors.primitives import GetState, GetStats, UnknownMessage, logger
 from supervisors import Actor
 
@@ -59,7 +68,10 @@ class LMClient(Actor):
 
     def on_start(self) -> None:
         with self._counters.lock:
-            self._counters.restarts = self.restart_count  # known once started
+            # Counted here, not taken from restart_count: the client's own supervisor
+            # may itself be restarted (a crash storm), which starts that count afresh.
+            self._counters.starts += 1
+            self._counters.restarts = self._counters.starts - 1
         session = make_session(self.lm.pool_size, base_url=self.lm.chat_url)
         self._admission = Admission(
             self.lm_name, self.lm, session, self._counters, owner_stopped=self.actor_stopped
@@ -83,7 +95,7 @@ class LMClient(Actor):
         admission.session.close()
 
     #: What :meth:`on_receive` handles (named by :class:`UnknownMessage` otherwise).
-    ACCEPTS = (PlanRequest, Outcome, GetStats, GetState, Reset)
+    ACCEPTS = (PlanRequest, Outcome, GetStats, GetState, Reset, BreakerDisable, BreakerEnable)
 
     def on_receive(self, message: Any) -> Any:
         admission = self._admission
@@ -101,7 +113,16 @@ class LMClient(Actor):
             admission.reset_breaker()
             logger.info("lm.breaker_reset", lm=self.lm_name)
             return None
+        if isinstance(message, BreakerDisable | BreakerEnable):
+            return self._switch_breaker(admission, isinstance(message, BreakerEnable))
         return sv.Reject(UnknownMessage(f"LM client {self.lm_name!r}", message, self.ACCEPTS))
+
+    def _switch_breaker(self, admission: Admission, enable: bool) -> None:
+        if enable:
+            admission.enable_breaker()
+        else:
+            admission.disable_breaker()
+        logger.warning("lm.breaker_enabled" if enable else "lm.breaker_disabled", lm=self.lm_name)
 
     def state(self) -> dict[str, Any]:
         """What this client is: LM name, model, endpoint, breaker state, restarts."""
@@ -111,7 +132,7 @@ class LMClient(Actor):
             "model": self.lm.model,
             "api_base": self.lm.display_base,
             "breaker": admission.breaker_state() if admission is not None else "starting",
-            "restarts": self.restart_count,
+            "restarts": self._counters.restarts,
         }
 
     @staticmethod
@@ -123,7 +144,7 @@ class LMClient(Actor):
         admission = self._admission
         assert admission is not None
         out = admission.stats()
-        out["client_restarts"] = self.restart_count
+        out["client_restarts"] = self._counters.restarts
         return out
 
     def describe(self) -> str | None:

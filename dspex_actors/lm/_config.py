@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
 )
 
+import supervisors as sv
 from dspex_actors.lm._openai_models import OPENAI_JSON_OBJECT, OPENAI_JSON_SCHEMA
 
 __all__ = [
@@ -210,7 +211,12 @@ class LM(BaseModel):
     failed, once ``breaker_min_calls`` (50) were seen: a flaky upstream is left to
     retries, a dead one is cut off; ``breaker_mode="consecutive"`` opens it after
     ``breaker_threshold`` (5) failures in a row instead. It stays open
-    ``breaker_cooldown`` (10 s), then lets one trial through.
+    ``breaker_cooldown`` (10 s), then lets one trial through at a time;
+    ``breaker_success_threshold`` (1) successful trials in a row close it. Each failed
+    trial re-opens it for ``breaker_backoff`` (2) times longer, up to
+    ``breaker_max_cooldown`` (300 s), plus up to ``breaker_jitter`` (20 %) at random.
+    Operators tell ``BreakerDisable()`` / ``BreakerEnable()`` to the LM's client
+    (``docs/providers.md``, "Breaker operations").
     ``extra`` holds additional JSON-serialisable request body parameters (``top_p``,
     ``seed``, ``stop``...); credential/routing names, ``model``/``messages`` and
     ``stream`` (there is no streaming yet) are rejected there.
@@ -235,6 +241,16 @@ class LM(BaseModel):
     and nothing for Anthropic and for models DSPy does not know (local servers);
     ``"json_schema"``, ``"json_object"`` or ``"none"`` to choose
     (:attr:`response_format_support`). A predictor's own ``response_format`` wins.
+
+    Supervision (``docs/providers.md``, "crash storms"): each LM's client runs under
+    its own supervisor, allowing ``client_max_restarts`` (3) restarts in
+    ``client_max_seconds`` (5 s); each restart waits ``restart_backoff``
+    (``sv.Backoff()``: 0.1 s doubling to 10 s, 20 % jitter; ``None``: at once); a call
+    meanwhile waits for it if it is back before the request's deadline. One
+    crash too many and that supervisor gives up: the LM is *down* (its calls fail fast
+    with :class:`LMUnavailable`) until the system's root starts it again after
+    ``down_backoff`` (``sv.Backoff(min_s=1.0, max_s=60.0)``, doubling while it keeps
+    failing). Other LMs, the cache and running programs are not touched.
 
     Threading: frozen; ``extra`` is a private deep copy of what was passed (do not
     mutate it in place); share freely.
@@ -262,11 +278,19 @@ class LM(BaseModel):
     breaker_window: int = Field(default=100, ge=1)
     breaker_min_calls: int = Field(default=50, ge=1)
     breaker_cooldown: float = Field(default=10.0, ge=0.0)
+    breaker_backoff: float = Field(default=2.0, ge=1.0)
+    breaker_max_cooldown: float = Field(default=300.0, ge=0.0)
+    breaker_jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    breaker_success_threshold: int = Field(default=1, ge=1)
     pool_size: int = Field(default=64, ge=1)
     max_in_flight: int = Field(default=64, ge=1)
     max_queue: int = Field(default=1024, ge=0)
     queue_timeout: float = Field(default=10.0, gt=0.0)
     response_format: Literal["auto", "json_schema", "json_object", "none"] = "auto"
+    restart_backoff: sv.Backoff | None = Field(default_factory=sv.Backoff)
+    client_max_restarts: int = Field(default=3, ge=0)
+    client_max_seconds: float = Field(default=5.0, gt=0.0)
+    down_backoff: sv.Backoff = Field(default_factory=lambda: sv.Backoff(min_s=1.0, max_s=60.0))
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def __init__(self, model: str | None = None, /, **data: Any) -> None:
@@ -310,9 +334,12 @@ class LM(BaseModel):
         "connect_timeout",
         "attempt_timeout",
         "breaker_cooldown",
+        "breaker_backoff",
+        "breaker_max_cooldown",
         "temperature",
         "rpm",
         "queue_timeout",
+        "client_max_seconds",
     )
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
@@ -343,10 +370,18 @@ class LM(BaseModel):
                 self.breaker_window,
                 self.breaker_min_calls,
                 self.breaker_cooldown,
+                self.breaker_backoff,
+                self.breaker_max_cooldown,
+                self.breaker_jitter,
+                self.breaker_success_threshold,
                 self.pool_size,
                 self.max_in_flight,
                 self.max_queue,
                 self.queue_timeout,
+                self.restart_backoff,
+                self.client_max_restarts,
+                self.client_max_seconds,
+                self.down_backoff,
                 json.dumps(self.extra, sort_keys=True),
             )
         )

@@ -14,7 +14,16 @@ if TYPE_CHECKING:
     from dspex_actors.lm._http import RequestPlan
     from dspex_actors.primitives import LMError
 
-__all__ = ["Outcome", "PlanRequest", "Planned", "Refused", "Reset", "Wait"]
+__all__ = [
+    "BreakerDisable",
+    "BreakerEnable",
+    "Outcome",
+    "PlanRequest",
+    "Planned",
+    "Refused",
+    "Reset",
+    "Wait",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +69,16 @@ class Outcome:
 @dataclass(frozen=True, slots=True)
 class Reset:
     """Operator -> LM client (ask or tell): close its circuit breaker now, history forgotten."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerDisable:
+    """Operator -> LM client (ask or tell): turn its circuit breaker off (fuse's
+    ``circuit_disable``): every call to the LM fails fast with ``CircuitOpen``, without
+    I/O, until :class:`BreakerEnable`. Kept across restarts of the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerEnable:
+    """Operator -> LM client (ask or tell): undo :class:`BreakerDisable`; the breaker
+    is closed, its history forgotten. A no-op if it was not disabled."""

@@ -21,7 +21,8 @@ import pykka
 
 import supervisors as sv
 from dspex_actors.cache import view_of
-from dspex_actors.lm import AdmissionTable, LMCounters
+from dspex_actors.lm import Admission, AdmissionTable, LMCounters
+from dspex_actors.runtime._lm_status import lm_status
 
 __all__ = ["SystemState", "TreeFacts", "health_report", "process_rss_bytes", "stats_report"]
 
@@ -71,15 +72,45 @@ def degraded_reasons(facts: TreeFacts) -> list[str]:
     reasons: list[str] = []
     tree = _tree(facts)
     if tree is not None:
-        reasons += [f"{c.id} is {c.state}" for c in tree.children if c.state != "alive"]
+        reasons += [
+            f"{c.id} is {c.state}"
+            for c in tree.children
+            if c.state != "alive" and not str(c.id).startswith("lm:")
+        ]
     for lm_name in facts.lm_names:
-        admission = facts.admissions.get(lm_name)
+        status = lm_status(tree, lm_name)
+        if status.state != "alive":
+            reasons.append(f"LM {lm_name!r} is {status.state}: {status.reason}")
+        admission = _open_admission(facts, lm_name)
         if admission is not None and admission.breaker_state() != "closed":
             reasons.append(f"LM {lm_name!r}: breaker {admission.breaker_state()}")
     cache = _cache_view(facts)
     if cache is not None and cache.store.storage_state == "degraded":
         reasons.append("cache storage degraded (serving from memory)")
     return reasons
+
+
+def _open_admission(facts: TreeFacts, lm_name: str) -> Admission | None:
+    """The LM's current admission if its client still owns it (``None`` while it is down)."""
+    admission = facts.admissions.get(lm_name)
+    return admission if admission is not None and not admission.closed else None
+
+
+def _lm_health(facts: TreeFacts, tree: sv.TreeNode | None, lm_name: str) -> dict[str, Any]:
+    """``alive``, ``restarts`` (of its client), ``state`` and ``breaker``; when it is not
+    alive also ``reason`` and ``restart_in`` (seconds, ``None`` if unknown)."""
+    status = lm_status(tree, lm_name)
+    admission = _open_admission(facts, lm_name)
+    out: dict[str, Any] = {
+        "alive": status.state == "alive",
+        "restarts": facts.counters[lm_name].restarts,
+        "state": status.state,
+        "breaker": admission.breaker_state() if admission is not None else None,
+    }
+    if status.state != "alive":
+        out["reason"] = status.reason
+        out["restart_in"] = status.restart_in
+    return out
 
 
 def _cache_view(facts: TreeFacts) -> Any:
@@ -99,12 +130,7 @@ def health_report(facts: TreeFacts) -> dict[str, Any]:
     tree = _tree(facts)
     lms: dict[str, Any] = {}
     for lm_name in facts.lm_names:
-        node = tree.find(f"lm:{lm_name}") if tree is not None else None
-        admission = facts.admissions.get(lm_name)
-        lms[lm_name] = {
-            **_node_health(node),
-            "breaker": admission.breaker_state() if admission is not None else None,
-        }
+        lms[lm_name] = _lm_health(facts, tree, lm_name)
     services = {}
     services_node = tree.find("services") if tree is not None else None
     for child in services_node.children if services_node is not None else []:
@@ -139,13 +165,17 @@ def health_report(facts: TreeFacts) -> dict[str, Any]:
 def stats_report(facts: TreeFacts) -> dict[str, Any]:
     """Per-LM counters (kept across restarts, so also when down or stopped), cache, programs."""
     lms: dict[str, Any] = {}
+    tree = _tree(facts)
     for lm_name, counters in facts.counters.items():
-        admission = facts.admissions.get(lm_name)
+        admission = _open_admission(facts, lm_name)
         if admission is not None and facts.state not in ("down", "stopped"):
             lms[lm_name] = {**admission.stats(), "state": "alive"}
             continue
         stats = counters.stats(facts.models[lm_name])
-        lms[lm_name] = {**stats, "breaker": None, "state": _part_state(facts)}
+        state = _part_state(facts)
+        if state == "restarting" and lm_status(tree, lm_name).state == "down":
+            state = "down"  # this LM alone: its supervisor gave up
+        lms[lm_name] = {**stats, "breaker": None, "state": state}
     out: dict[str, Any] = {"state": facts.state, "lms": lms, "cache": None, "programs": 0}
     if facts.cache_name is not None:
         view = _cache_view(facts)
@@ -154,7 +184,6 @@ def stats_report(facts: TreeFacts) -> dict[str, Any]:
                 out["cache"] = {**view.store.stats(), "state": "alive"}
         else:
             out["cache"] = {"state": _part_state(facts)}
-    tree = _tree(facts)
     programs = tree.find("programs") if tree is not None else None
     out["programs"] = len(programs.children) if programs is not None else 0
     return out

@@ -69,6 +69,7 @@ from dspex_actors.primitives import (
     logger,
 )
 from dspex_actors.primitives import telemetry as _tm
+from dspex_actors.runtime._lm_status import unavailable
 from dspex_actors.runtime._messages import Cancel, Completed, Failed, Perform, Run
 from dspex_actors.runtime._stream import (
     CREDITS,
@@ -583,8 +584,10 @@ class ProgramActor(sv.Actor):
         if table is None:
             return self._ask_plan(lm_name, messages, overrides, remaining)
         admission = table.get(lm_name)
-        if admission is None:
-            return Wait(RESTART_POLL)  # its client is restarting: look again shortly
+        if admission is None or admission.closed:  # starting (wait), or down (fail fast)
+            return unavailable(
+                lm_name, self.runtime.lms[lm_name], self.runtime.lm_names[lm_name], remaining
+            )
         try:
             permit = admission.bulkhead.acquire(remaining)
         except LMError as exc:  # LMQueueFull / LMQueueTimeout / DeadlineExceeded: no I/O

@@ -3,7 +3,8 @@
 ::
 
     dspex  Supervisor one_for_one
-    ├── lm:default     LMClient           alive  restarts=0
+    ├── lm:default     Supervisor         alive  restarts=0   (the LM's own bulkhead)
+    │   └── client     LMClient           alive  restarts=0
     ├── cache          CacheActor         alive  restarts=0
     ├── teleprompters  DynamicSupervisor  0 children
     └── programs       DynamicSupervisor  3 children
@@ -47,6 +48,7 @@ from dspex_actors.runtime._health import (
 )
 from dspex_actors.runtime._heart import Heart, Watch
 from dspex_actors.runtime._history import print_history
+from dspex_actors.runtime._lm_status import lm_supervisor_name
 from dspex_actors.runtime._program import Runtime, run_in_program
 from dspex_actors.runtime._programs_tree import ProgramTree
 
@@ -225,16 +227,31 @@ class ActorSystem:
 
     # ------------------------------------------------------------------ tree
 
+    def _lm_spec(self, lm_name: str, lm: LM) -> sv.ChildSpec:
+        """The LM's own supervisor (its own intensity) around its client: a crash storm
+        stays inside it. It gives up alone; the root restarts it after ``down_backoff``."""
+        client = sv.ChildSpec(
+            id="client",
+            start=LMClient.start,
+            args=(lm_name, lm, self._counters[lm_name], self._admissions),
+            name=self._lm_names[lm_name],
+            backoff=lm.restart_backoff,
+        )
+        return sv.ChildSpec(
+            id=f"lm:{lm_name}",
+            start=sv.Supervisor.start,
+            args=([client],),
+            kwargs={
+                "max_restarts": lm.client_max_restarts,
+                "max_seconds": lm.client_max_seconds,
+                "name": lm_supervisor_name(self._lm_names[lm_name]),
+            },
+            type="supervisor",
+            backoff=lm.down_backoff,
+        )
+
     def _child_specs(self) -> list[sv.ChildSpec]:
-        children = [
-            sv.ChildSpec(
-                id=f"lm:{lm_name}",
-                start=LMClient.start,
-                args=(lm_name, lm, self._counters[lm_name], self._admissions),
-                name=self._lm_names[lm_name],
-            )
-            for lm_name, lm in self.lms.items()
-        ]
+        children = [self._lm_spec(lm_name, lm) for lm_name, lm in self.lms.items()]
         if self.cache_config is not None:
             children.append(
                 sv.ChildSpec(

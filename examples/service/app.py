@@ -49,8 +49,11 @@ def status_of(error: BaseException) -> int:
         return 422
     if isinstance(error, dx.LMRateLimited | dx.LMQuotaExceeded):
         return 429
-    if isinstance(error, dx.SystemClosed | dx.SystemDown | dx.CircuitOpen | sv.ActorDeadError):
-        return 503  # shutting down, down, breaker open, program ended by a shutdown
+    if isinstance(
+        error,
+        dx.SystemClosed | dx.SystemDown | dx.CircuitOpen | dx.LMUnavailable | sv.ActorDeadError,
+    ):
+        return 503  # shutting down, down, breaker open, LM down, program ended by a shutdown
     if isinstance(error, dx.DeadlineExceeded | dx.LMTimeout):
         return 504
     if isinstance(error, dx.LMError):

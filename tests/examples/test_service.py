@@ -127,7 +127,12 @@ def test_killing_the_lm_client_mid_load_ends_every_request_correctly_or_typed(
             ok += 1
         else:
             assert status in (502, 503, 504), (i, status, body)
-            assert body["error"] in {"LMConnectionError", "DeadlineExceeded", "LMServerError"}
+            assert body["error"] in {
+                "LMConnectionError",
+                "DeadlineExceeded",
+                "LMServerError",
+                "LMUnavailable",  # the client was in its restart backoff past the deadline
+            }
     assert ok >= 100  # most requests were not touched by the kill
     assert health["lms"]["default"]["restarts"] >= 1 and health["lms"]["default"]["alive"]
     assert after.status_code == 200 and after.json()["answer"] == "The answer is 2."

@@ -214,6 +214,12 @@ def test_snapshot_is_json_serialisable_and_reports_state() -> None:
         "window_failures": 0,
         "failure_rate": 0.5,
         "cooldown": 10.0,
+        "current_cooldown": 10.0,  # the first opening: exactly the cooldown
+        "max_cooldown": None,
+        "reopened": 0,
+        "half_open_successes": 0,
+        "success_threshold": 1,
+        "disabled": False,
         "retry_after": 7.0,
         "trial_in_flight": False,
         "times_opened": 1,

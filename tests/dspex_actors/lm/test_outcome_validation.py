@@ -69,7 +69,8 @@ def test_an_lm_client_told_a_bad_outcome_keeps_running_and_counting() -> None:
             client.tell(Outcome(ok=True, latency_s="x", usage={"prompt_tokens": 5}))
             stats = client.ask(GetStats(), timeout=5)
             assert dx.Predict("question -> answer")(question="What is 1 + 1?").answer
-            lm_node = next(node for node in system.tree().children if node.name == client.name)
+            lm_node = system.tree().find(client.name)  # under the LM's own supervisor
+            assert lm_node is not None
     finally:
         server.stop()
     assert stats["requests"] == 4

@@ -106,6 +106,9 @@ def test_random_messages_neither_kill_nor_restart_nor_hang_a_long_lived_actor() 
             for target in targets(system):
                 for message in batch:
                     _send(target, message)
+            # BreakerDisable is among the messages: an operator's switch that degrades
+            # the system on purpose (not a crash); switch it back before the check.
+            system.lm().ask(dx.messages.BreakerEnable(), timeout=ASK_TIMEOUT)
             assert system.state == "running"
 
         one_batch()

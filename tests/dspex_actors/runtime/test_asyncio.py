@@ -122,6 +122,9 @@ def test_a_thousand_concurrent_acalls_add_one_thread_each_their_program_actors(
         before = threading.active_count()
         tasks = [asyncio.ensure_future(gate.acall(n=i)) for i in range(n)]
         await _until(lambda: gate.entered == n, "every program to enter forward")
+        # The spawner registers each child with its supervisor as it starts it: the last
+        # ones may enter forward a moment before the supervisor's table shows them.
+        await _until(lambda: len(_programs(system)) >= n, "every program in the table")
         running = len(_programs(system))
         added = threading.active_count() - before
         names = [t.name for t in threading.enumerate()]

@@ -19,12 +19,17 @@ from tests.dspex_actors.fixture_types import SystemFactory
 
 
 def _kill_until_down(system: dx.ActorSystem, limit: float = 20.0) -> int:
-    """Kill the LM client as fast as it comes back, until the root gives up."""
+    """Kill the cache as fast as it comes back, until the root gives up.
+
+    (Not an LM client: a crash storm in a client stays inside its own supervisor,
+    see tests/dspex_actors/runtime/test_crash_storm.py; the cache is the root's own child.)
+    """
     kills = 0
     deadline = time.monotonic() + limit
+    assert system.cache is not None
     while system.root.is_alive():
         assert time.monotonic() < deadline, "the root never gave up"
-        ref = sv.whereis(system.lm.name)
+        ref = sv.whereis(system.cache.name)
         if ref is not None and ref.is_alive():
             sv.kill(ref, reason="storm")
             kills += 1
@@ -221,7 +226,7 @@ def test_after_the_root_gives_up_everything_says_down_without_raising(
 
     assert kills >= 11  # more than 10 restarts in 5 s
     assert system.state == "down"
-    assert "down" in repr(system) and "lm:default" in repr(system)
+    assert "down" in repr(system) and "'cache'" in repr(system)
     tree = system.tree()
     assert tree.state == "down" and "gave up" in (tree.info or "")
     stats = system.stats()
@@ -238,7 +243,7 @@ def test_calls_after_the_root_gave_up_fail_fast_with_system_down(
     qa = dx.Predict("question -> answer")
 
     started = time.monotonic()
-    with pytest.raises(dx.SystemDown, match="lm:default") as caught:
+    with pytest.raises(dx.SystemDown, match="'cache'") as caught:
         qa(question="What is 3 + 3?")
     with pytest.raises(dx.SystemDown):
         qa.batch([{"question": "What is 1 + 1?"}], max_concurrency=1, return_exceptions=True)
