@@ -2,7 +2,7 @@
 
 Run from the repository root with the ``[bench]`` and ``[service]`` extras::
 
-    .venv/bin/python benchmarks/bench_async.py            # about 2 min
+    .venv/bin/python benchmarks/bench_async.py            # about 6 min
     .venv/bin/python benchmarks/bench_async.py --quick
 
 Every variant talks to the same rule-based LM server, in a child process on
