@@ -75,6 +75,9 @@ class LMCounters:
             },
             "prompt_tokens": counts.get("prompt_tokens", 0),
             "completion_tokens": counts.get("completion_tokens", 0),
+            # Requests that used tokens we could not count (a stream cut before its
+            # usage event, or one that sent none): unknown, not zero.
+            "usage_unknown": counts.get("usage_unknown", 0),
             "circuit_open_refusals": counts.get("circuit_open", 0),
             "rate_limited_locally": counts.get("rate_limited_locally", 0),
             "latency_ms": {
@@ -245,11 +248,15 @@ class Admission:
                 counts["ok"] += 1
                 for key, value in tokens.items():
                     counts[key] += value
+                if getattr(outcome, "usage", None) is None:  # e.g. a stream without usage
+                    counts["usage_unknown"] += 1
             else:
                 error: LMError | None = outcome.error
                 opened = self._breaker.record_failure(error)
                 counts["errors"] += 1
                 counts[f"error:{type(error).__name__}"] += 1
+                if type(error).__name__ == "LMStreamInterrupted":  # tokens were spent
+                    counts["usage_unknown"] += 1
             if opened:
                 breaker = self._breaker.snapshot()
         if ignored and warn:

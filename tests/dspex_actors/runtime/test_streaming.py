@@ -184,6 +184,7 @@ def test_a_stream_cut_after_its_first_chunk_is_interrupted_and_never_cached(
         assert chunks and final.answer == "The answer is Paris."  # streamed again: not cached
         stats = system.lm("anthropic").ask(dx.messages.GetStats(), timeout=5)
         assert stats["errors_by_type"] == {"LMStreamInterrupted": 1}
+        assert stats["usage_unknown"] == 1  # the cut stream's tokens: unknown, not zero
 
 
 def test_a_stream_that_fails_before_its_first_chunk_is_retried(server: RuleBasedLMServer) -> None:
