@@ -331,7 +331,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dashboard",
         action="store_true",
         help="after the tour, keep the demo system alive and serve its live dashboard "
-        "on 127.0.0.1 until Ctrl-C (needs the 'dashboard' extra)",
+        "on 127.0.0.1 until Ctrl-C (needs the 'dashboard' extra; default: off)",
     )
     demo.add_argument(
         "--port", type=int, default=8050, help="the dashboard's port (default 8050; 0: a free one)"
