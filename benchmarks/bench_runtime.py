@@ -43,7 +43,7 @@ What is measured:
 3. **Scaling** (``defaults`` configuration): throughput and memory at 16, 64, 256
    and 1024 requests in flight against a 200 ms server, ours vs bare vs DSPy; each
    sample runs, in a fresh interpreter, a warm-up wave of N requests and then the
-   timed ``waves x N`` requests (N at a time), with the LM pool (and the bare
+   timed ``waves x N`` requests (N at a time), with the LM pool and bulkhead (and the bare
    session's pool) sized N. Memory is the peak RSS during warm-up wave and run
    (sampled every 2 ms, cross-checked with the kernel's VmHWM after resetting it)
    minus the idle baseline after an 8-request warm-up, divided by N, so the threads
@@ -537,7 +537,9 @@ def make_runners(
     server: Server, config: str, dspy: ModuleType | None, pool: int, stack: contextlib.ExitStack
 ) -> list[tuple[str, Callable[[list[tuple[str, str]], int], list[str]]]]:
     """The three clients, each a ``run(items, n) -> answers`` with ``n`` in flight."""
-    lm = dx.LM(MODEL, api_base=server.api_base, api_key="x", pool_size=pool)
+    # The bulkhead (max_in_flight, default 64) is sized with the pool: both are the
+    # per-LM concurrency a user raises for N in flight; the rest stays at its default.
+    lm = dx.LM(MODEL, api_base=server.api_base, api_key="x", pool_size=pool, max_in_flight=pool)
     system = start_ours(lm, config, "bench-throughput")
     stack.callback(system.shutdown)
     ours = dx.Predict(SIGNATURE)
@@ -839,7 +841,8 @@ def bench_scaling(
     print(
         f"\n3. scaling: {waves} x N requests, N in flight, {latency * 1000:g} ms server latency "
         f"(child-process server), ours = dx.start defaults (cache on, default logging), "
-        f"pools sized N; each sample a fresh interpreter, {rounds} per cell; median"
+        f"pools and ours' bulkhead sized N; each sample a fresh interpreter, "
+        f"{rounds} per cell; median"
     )
     out = scaling_table(samples, levels, kinds, latency)
     print(
