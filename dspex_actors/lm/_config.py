@@ -407,9 +407,10 @@ class LM(BaseModel):
         """The URL a (non-streaming) call goes to: ``/chat/completions`` (OpenAI),
         ``/v1/messages`` (Anthropic), ``/models/<model>:generateContent`` (Gemini)."""
         base = self.base_url.rstrip("/")
-        if self.provider == "anthropic":
+        provider = self.provider
+        if provider == "anthropic":
             return base + "/v1/messages"
-        if self.provider == "gemini":
+        if provider == "gemini":
             return (
                 f"{base}/models/{urllib.parse.quote(self.wire_model, safe='-._~')}:generateContent"
             )
@@ -437,9 +438,10 @@ class LM(BaseModel):
         JSON mode, or nothing (``None``); see ``response_format``."""
         if self.response_format != "auto":
             return None if self.response_format == "none" else self.response_format
-        if self.provider == "gemini":
+        provider = self.provider
+        if provider == "gemini":
             return "json_object"
-        if self.provider == "anthropic":
+        if provider == "anthropic":
             return None
         name = self.wire_model
         if name in OPENAI_JSON_SCHEMA:
