@@ -407,10 +407,9 @@ class LM(BaseModel):
         """The URL a (non-streaming) call goes to: ``/chat/completions`` (OpenAI),
         ``/v1/messages`` (Anthropic), ``/models/<model>:generateContent`` (Gemini)."""
         base = self.base_url.rstrip("/")
-        provider = self.provider
-        if provider == "anthropic":
+        if self.provider == "anthropic":
             return base + "/v1/messages"
-        if provider == "gemini":
+        if self.provider == "gemini":
             return (
                 f"{base}/models/{urllib.parse.quote(self.wire_model, safe='-._~')}:generateContent"
             )
@@ -438,10 +437,9 @@ class LM(BaseModel):
         JSON mode, or nothing (``None``); see ``response_format``."""
         if self.response_format != "auto":
             return None if self.response_format == "none" else self.response_format
-        provider = self.provider
-        if provider == "gemini":
+        if self.provider == "gemini":
             return "json_object"
-        if provider == "anthropic":
+        if self.provider == "anthropic":
             return None
         name = self.wire_model
         if name in OPENAI_JSON_SCHEMA:
