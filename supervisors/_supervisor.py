@@ -181,16 +181,15 @@ class _SupervisorBase(Actor):
             child.ref, child.actor, child.state = ref, actor, "running"
             child.started_at, child.restart_at, child.timer = time.monotonic(), None, None
             self._by_urn[ref.actor_urn] = child
-        if logger.is_enabled_for(self.progress_level):  # not per program child at INFO
-            logger.log(
-                self.progress_level,
-                "child_started",
-                supervisor=self.label(),
-                child_id=child.key,
-                actor=type(actor).__name__,
-                name=child.spec.name,
-                restart=child.spec.restart,
-            )
+        logger.log(
+            self.progress_level,
+            "child_started",
+            supervisor=self.label(),
+            child_id=child.key,
+            actor=type(actor).__name__,
+            name=child.spec.name,
+            restart=child.spec.restart,
+        )
         if self.observer is not None:
             self._observe("child_started", child.key, type(actor).__name__)
         return ref
@@ -602,16 +601,14 @@ class _SupervisorBase(Actor):
                 self.exit(signal.reason)
             return
         reason = signal.reason
-        level = 10 if is_normal(reason) else 40
-        if logger.is_enabled_for(level):  # a normal exit's DEBUG event is dropped at INFO
-            logger.log(
-                level,
-                "child_terminated",
-                supervisor=self.label(),
-                child_id=child.key,
-                reason=describe_reason(reason),
-                restart=child.spec.restart,
-            )
+        logger.log(
+            10 if is_normal(reason) else 40,
+            "child_terminated",
+            supervisor=self.label(),
+            child_id=child.key,
+            reason=describe_reason(reason),
+            restart=child.spec.restart,
+        )
         if self.observer is not None:
             self._observe("child_terminated", child.key, describe_reason(reason))
         restart = child.spec.restart
