@@ -5,7 +5,6 @@ Threading: both are immutable; share freely.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -90,7 +89,13 @@ class RequestPlan:
         bound = max(seconds_left - DEADLINE_MARGIN, 0.001)
         if self.attempt_timeout is not None and self.attempt_timeout <= bound:
             return self
-        return dataclasses.replace(self, attempt_timeout=bound, attempt_limit="deadline")
+        # A field-for-field copy: dataclasses.replace re-runs __init__ over fields()
+        # on every request (no __post_init__ or validation to skip here).
+        plan = object.__new__(RequestPlan)
+        plan.__dict__.update(self.__dict__)
+        object.__setattr__(plan, "attempt_timeout", bound)
+        object.__setattr__(plan, "attempt_limit", "deadline")
+        return plan
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import datetime
 import itertools
+import logging
 import random
 import threading
 import time
@@ -314,7 +315,9 @@ class ProgramActor(sv.Actor):
     def _run(self) -> Any:
         started = time.monotonic()
         label = _module_label(self.module)
-        logger.debug("request.start", program=label)
+        debug = logger.is_enabled_for(logging.DEBUG)  # the default INFO drops both events
+        if debug:
+            logger.debug("request.start", program=label)
         _local.program = self
         span = _tm.program_start(self, label)
         outcome: Any
@@ -332,16 +335,17 @@ class ProgramActor(sv.Actor):
         finally:
             _local.program = None
         _tm.program_end(span, self, outcome)
-        logger.debug(
-            "request.stop",
-            program=label,
-            status=status,
-            duration_ms=round((time.monotonic() - started) * 1000, 3),
-            lm_calls=self.lm_calls,
-            attempts=self.attempts,
-            cache_hits=self.cache_hits,
-            tokens=self.tokens,
-        )
+        if debug:
+            logger.debug(
+                "request.stop",
+                program=label,
+                status=status,
+                duration_ms=round((time.monotonic() - started) * 1000, 3),
+                lm_calls=self.lm_calls,
+                attempts=self.attempts,
+                cache_hits=self.cache_hits,
+                tokens=self.tokens,
+            )
         # Stop, and answer once gone: the caller wakes when this thread has nothing
         # left to do, instead of competing with its teardown for the GIL.
         self.reply_and_exit(outcome)
