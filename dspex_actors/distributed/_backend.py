@@ -25,6 +25,8 @@ from dspex_actors.distributed._coordinator import PoolConfig, RayCoordinator
 from dspex_actors.distributed._fanout import RayFanOut
 from dspex_actors.distributed._ship import object_path, program_spec
 from dspex_actors.distributed._worker import WorkerConfig
+from dspex_actors.primitives import logger
+from supervisors import safe_repr
 
 if TYPE_CHECKING:
     from dspex_actors.lm import LM
@@ -249,8 +251,8 @@ class RayBackend:
             if ref is not None:
                 try:
                     sv.stop(ref, timeout=30.0)
-                except Exception:
-                    pass
+                except Exception as exc:  # it ended meanwhile, or its stop failed
+                    logger.warning("ray.coordinator_stop_failed", name=name, error=safe_repr(exc))
         if self._started_ray:
             self._started_ray = False
             self._ray.shutdown()

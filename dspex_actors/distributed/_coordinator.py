@@ -28,6 +28,7 @@ from typing import Any
 import supervisors as sv
 from dspex_actors.distributed._worker import RayWorker, WorkerConfig
 from dspex_actors.primitives import logger
+from supervisors import safe_repr
 
 __all__ = ["GetWorkers", "PoolConfig", "RayCoordinator", "WorkerDied", "WorkerRef", "WorkersGaveUp"]
 
@@ -198,8 +199,8 @@ class RayCoordinator(sv.Actor):
                 ray.get(ref, timeout=0)
             except ray.exceptions.RayActorError as exc:
                 self._died(worker_id, f"ping failed: {type(exc).__name__}")
-            except Exception:
-                pass
+            except Exception as exc:  # the worker lives; its ping raised
+                logger.warning("ray.ping_error", worker=worker_id, error=safe_repr(exc))
         for worker_id, worker in list(pool.workers.items()):
             if worker_id not in pool.pings:
                 pool.pings[worker_id] = worker.handle.ping.remote()
@@ -220,8 +221,8 @@ class RayCoordinator(sv.Actor):
         logger.warning("ray.worker_died", worker=worker_id, why=why, deaths=len(pool.deaths))
         try:
             ray.kill(worker.handle)
-        except Exception:
-            pass
+        except Exception as exc:  # gone already, most likely
+            logger.debug("ray.kill_failed", worker=worker_id, error=safe_repr(exc))
         if len(pool.deaths) > self.config.max_restarts:
             error = WorkersGaveUp(
                 f"Ray workers died {len(pool.deaths)} times within {self.config.max_seconds} s "
